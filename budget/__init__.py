@@ -1,0 +1,27 @@
+"""The privacy budget: grants, atomic debits and a tamper-evident ledger.
+
+This package knows nothing of gRPC or jobs; it is given principals, datasets
+and amounts of ε, and guarantees that no interleaving of debits overspends.
+"""
+
+from ._amount import MAX_EPSILON, QUANTUM, from_quanta, parse_epsilon, to_quanta
+from ._db import create_engine
+from ._errors import BudgetError, BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
+from ._ledger import Balance, Ledger, LedgerEntry
+
+__all__ = [
+    "MAX_EPSILON",
+    "QUANTUM",
+    "Balance",
+    "BudgetError",
+    "BudgetExhausted",
+    "InvalidAmount",
+    "Ledger",
+    "LedgerCorrupt",
+    "LedgerEntry",
+    "NoGrant",
+    "create_engine",
+    "from_quanta",
+    "parse_epsilon",
+    "to_quanta",
+]

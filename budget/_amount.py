@@ -1,0 +1,75 @@
+"""Exact privacy amounts.
+
+The ledger stores ε as an integer number of quanta (10⁻¹² ε) so that the
+conditional debit ``spent + q <= cap`` is exact integer arithmetic on every SQL
+backend; SQLite has no exact decimal type, and float sums drift. A requested
+amount finer than one quantum is rounded *up*: the ledger may charge a hair more
+than the mechanism spends, never less.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+QUANTUM = Decimal("1e-12")
+#: Largest amount accepted anywhere; keeps quanta inside a signed 64-bit column.
+MAX_EPSILON = Decimal(1_000_000)
+
+
+def parse_epsilon(value: object) -> Decimal:
+    """Turn user input (str, int, float, Decimal) into a checked positive ε.
+
+    Floats go through ``repr`` so that ``0.1`` means ``Decimal("0.1")``, the
+    number the user wrote, not its binary approximation.
+
+    >>> parse_epsilon(0.1)
+    Decimal('0.1')
+    >>> parse_epsilon("2")
+    Decimal('2')
+    """
+    from ._errors import InvalidAmount
+
+    if isinstance(value, bool):
+        raise InvalidAmount(f"epsilon must be a number, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidAmount(f"epsilon must be finite, got {value!r}")
+        text = repr(value)
+    elif isinstance(value, (int, Decimal, str)):
+        text = str(value).strip()
+    else:
+        raise InvalidAmount(f"epsilon must be a number, got {type(value).__name__}")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise InvalidAmount(f"epsilon must be a number, got {text!r}") from None
+    if not amount.is_finite():
+        raise InvalidAmount(f"epsilon must be finite, got {text}")
+    if amount <= 0:
+        raise InvalidAmount(f"epsilon must be > 0, got {text}")
+    if amount > MAX_EPSILON:
+        raise InvalidAmount(f"epsilon must be at most {MAX_EPSILON}, got {text}")
+    if amount < QUANTUM:
+        raise InvalidAmount(f"epsilon must be at least {QUANTUM}, got {text}")
+    return amount
+
+
+def to_quanta(amount: Decimal) -> int:
+    """Whole quanta covering ``amount`` (rounded up).
+
+    >>> to_quanta(Decimal("0.5"))
+    500000000000
+    """
+    return int((amount / QUANTUM).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_quanta(quanta: int) -> Decimal:
+    """The exact decimal value of a number of quanta, without trailing zeros.
+
+    >>> from_quanta(500000000000)
+    Decimal('0.5')
+    """
+    value = (Decimal(quanta) * QUANTUM).normalize()
+    # normalize() writes 10 as 1E+1; keep plain notation for users.
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value

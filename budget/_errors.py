@@ -1,0 +1,56 @@
+"""Errors of the budget package.
+
+Tree::
+
+    BudgetError
+    ├── InvalidAmount      an ε that is not a finite positive number
+    ├── NoGrant            the principal holds no (live) grant on the dataset
+    ├── BudgetExhausted    the debit would exceed the cap; nothing was charged
+    └── LedgerCorrupt      the hash chain does not verify
+
+Messages carry the numbers (requested, remaining) because budgets are not
+confidential data: the researcher may always know what they have left.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class BudgetError(Exception):
+    """Root of every error raised by `budget`."""
+
+
+class InvalidAmount(BudgetError):
+    """An amount of privacy budget that is not a finite positive number."""
+
+
+class NoGrant(BudgetError):
+    """The principal has no grant on the dataset (or it was revoked)."""
+
+    def __init__(self, principal: str, dataset: str) -> None:
+        super().__init__(f"principal {principal!r} has no grant on dataset {dataset!r}")
+        self.principal = principal
+        self.dataset = dataset
+
+
+class BudgetExhausted(BudgetError):
+    """A debit larger than what remains. Raised before anything is charged."""
+
+    def __init__(self, dataset: str, requested: Decimal, remaining: Decimal) -> None:
+        super().__init__(
+            f"privacy budget exhausted on dataset {dataset!r}: requested epsilon={requested}, "
+            f"remaining epsilon={remaining}; nothing was charged"
+        )
+        self.dataset = dataset
+        self.requested = requested
+        self.remaining = remaining
+
+
+class LedgerCorrupt(BudgetError):
+    """The hash chain is broken at some entry."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"ledger entry {seq} does not verify: {reason}")
+        self.seq = seq
+        self.reason = reason

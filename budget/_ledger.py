@@ -1,0 +1,366 @@
+"""The privacy ledger: grants (caps) and the append-only record of every debit.
+
+Invariant 3 (no overspend) rests on one statement::
+
+    UPDATE grants SET epsilon_spent_q = epsilon_spent_q + :q
+     WHERE principal = :p AND dataset = :d AND revoked_at IS NULL
+       AND epsilon_spent_q + :q <= epsilon_cap_q
+
+The database evaluates the condition and the increment atomically, so no
+interleaving of jobs, threads, processes or replicas can push ``spent`` past
+``cap``. The ledger entry is inserted in the same transaction, so a debit and
+its record exist together or not at all.
+
+Invariant 7 (tamper evidence): each entry stores the SHA-256 of the previous
+entry's hash and its own canonical JSON. The chain head lives in a one-row
+table updated with a compare-and-set on its sequence number, so two writers can
+never both extend the chain from the same head.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
+
+from ._amount import from_quanta, parse_epsilon, to_quanta
+from ._errors import BudgetExhausted, LedgerCorrupt, NoGrant
+
+metadata = MetaData()
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dataset", String(200), nullable=False),
+    Column("principal", String(200), nullable=False),
+    Column("epsilon_cap_q", BigInteger, nullable=False),
+    Column("epsilon_spent_q", BigInteger, nullable=False, default=0),
+    Column("granted_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("dataset", "principal", name="uq_grant_dataset_principal"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(20), nullable=False),
+    Column("principal", String(200), nullable=False),
+    Column("dataset", String(200), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("release_index", Integer, nullable=False),
+    Column("epsilon_q", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+GENESIS_HASH = "0" * 64
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A researcher's budget on one dataset."""
+
+    dataset: str
+    principal: str
+    epsilon_cap: Decimal
+    epsilon_spent: Decimal
+
+    @property
+    def epsilon_remaining(self) -> Decimal:
+        """What may still be spent (never negative)."""
+        return max(self.epsilon_cap - self.epsilon_spent, Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One committed debit."""
+
+    seq: int
+    kind: str
+    principal: str
+    dataset: str
+    job_id: str
+    release_index: int
+    epsilon: Decimal
+    created_at: dt.datetime
+    prev_hash: str
+    hash: str
+
+
+def _canonical(
+    seq: int,
+    kind: str,
+    principal: str,
+    dataset: str,
+    job_id: str,
+    release_index: int,
+    epsilon_q: int,
+    created_at: dt.datetime,
+) -> bytes:
+    body = {
+        "seq": seq,
+        "kind": kind,
+        "principal": principal,
+        "dataset": dataset,
+        "job_id": job_id,
+        "release_index": release_index,
+        "epsilon_q": epsilon_q,
+        # SQLite returns naive datetimes; hash a zone-free UTC form on both sides.
+        "created_at": created_at.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+        if created_at.tzinfo
+        else created_at.isoformat(),
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _chain(prev_hash: str, canonical: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical).hexdigest()
+
+
+class Ledger:
+    """Grants, balances and debits on one SQLAlchemy engine.
+
+    Args:
+        engine: from `budget.create_engine`; SQLite or PostgreSQL.
+        clock: injectable for tests; must return aware UTC datetimes.
+    """
+
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def create_tables(self) -> None:
+        """Create the ledger's tables and its chain head if missing."""
+        metadata.create_all(self._engine)
+        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            if conn.execute(select(ledger_head.c.id)).first() is None:
+                conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS_HASH))
+
+    def grant(
+        self, dataset: str, principal: str, epsilon_cap: object, *, granted_by: str
+    ) -> Balance:
+        """Give ``principal`` access to ``dataset`` with a total ε cap.
+
+        Granting again changes the cap (spending so far is kept; a cap below
+        what was already spent simply leaves nothing to spend).
+        """
+        cap_q = to_quanta(parse_epsilon(epsilon_cap))
+        now = self._clock()
+        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            changed = conn.execute(
+                update(grants)
+                .where(grants.c.dataset == dataset, grants.c.principal == principal)
+                .values(epsilon_cap_q=cap_q, revoked_at=None, granted_by=granted_by)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    insert(grants).values(
+                        dataset=dataset,
+                        principal=principal,
+                        epsilon_cap_q=cap_q,
+                        epsilon_spent_q=0,
+                        granted_by=granted_by,
+                        created_at=now,
+                    )
+                )
+        return self.balance(principal, dataset)
+
+    def has_grant(self, principal: str, dataset: str) -> bool:
+        """Whether a live grant exists (used to hide datasets from others)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(grants.c.id).where(
+                    grants.c.dataset == dataset,
+                    grants.c.principal == principal,
+                    grants.c.revoked_at.is_(None),
+                )
+            ).first()
+        return row is not None
+
+    def balance(self, principal: str, dataset: str) -> Balance:
+        """The principal's cap and spending on one dataset.
+
+        Raises:
+            NoGrant: no live grant.
+        """
+        for bal in self.balances(principal, dataset=dataset):
+            return bal
+        raise NoGrant(principal, dataset)
+
+    def balances(self, principal: str, *, dataset: str | None = None) -> list[Balance]:
+        """All live grants of a principal, sorted by dataset."""
+        query = select(grants).where(grants.c.principal == principal, grants.c.revoked_at.is_(None))
+        if dataset is not None:
+            query = query.where(grants.c.dataset == dataset)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(grants.c.dataset)).mappings().all()
+        return [
+            Balance(
+                dataset=r["dataset"],
+                principal=r["principal"],
+                epsilon_cap=from_quanta(r["epsilon_cap_q"]),
+                epsilon_spent=from_quanta(r["epsilon_spent_q"]),
+            )
+            for r in rows
+        ]
+
+    def debit(
+        self,
+        principal: str,
+        dataset: str,
+        epsilon: Decimal,
+        *,
+        job_id: str,
+        release_index: int,
+    ) -> LedgerEntry:
+        """Charge ``epsilon`` atomically and record it; the caller releases only after this.
+
+        Raises:
+            NoGrant: no live grant (nothing charged).
+            BudgetExhausted: the charge would exceed the cap (nothing charged).
+        """
+        amount = parse_epsilon(epsilon)
+        q = to_quanta(amount)
+        now = self._clock()
+        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            charged = conn.execute(
+                update(grants)
+                .where(
+                    grants.c.dataset == dataset,
+                    grants.c.principal == principal,
+                    grants.c.revoked_at.is_(None),
+                    grants.c.epsilon_spent_q + q <= grants.c.epsilon_cap_q,
+                )
+                .values(epsilon_spent_q=grants.c.epsilon_spent_q + q)
+            ).rowcount
+            if charged != 1:
+                row = conn.execute(
+                    select(grants.c.epsilon_cap_q, grants.c.epsilon_spent_q).where(
+                        grants.c.dataset == dataset,
+                        grants.c.principal == principal,
+                        grants.c.revoked_at.is_(None),
+                    )
+                ).first()
+                if row is None:
+                    raise NoGrant(principal, dataset)
+                remaining = max(row.epsilon_cap_q - row.epsilon_spent_q, 0)
+                raise BudgetExhausted(dataset, amount, from_quanta(remaining))
+            head = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
+            seq = head.seq + 1
+            digest = _chain(
+                head.hash, _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now)
+            )
+            conn.execute(
+                insert(ledger_entries).values(
+                    seq=seq,
+                    kind="debit",
+                    principal=principal,
+                    dataset=dataset,
+                    job_id=job_id,
+                    release_index=release_index,
+                    epsilon_q=q,
+                    created_at=now,
+                    prev_hash=head.hash,
+                    hash=digest,
+                )
+            )
+            moved = conn.execute(
+                update(ledger_head)
+                .where(ledger_head.c.id == 1, ledger_head.c.seq == head.seq)
+                .values(seq=seq, hash=digest)
+            ).rowcount
+            if moved != 1:  # another writer extended the chain; roll everything back
+                raise RuntimeError("ledger head moved during debit; retry")
+        return LedgerEntry(
+            seq, "debit", principal, dataset, job_id, release_index, from_quanta(q), now,
+            head.hash, digest,
+        )
+
+    def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:
+        """Ledger entries in chain order, optionally for one job."""
+        return list(self._iter_entries(job_id))
+
+    def _iter_entries(self, job_id: str | None) -> Iterator[LedgerEntry]:
+        query = select(ledger_entries).order_by(ledger_entries.c.seq)
+        if job_id is not None:
+            query = query.where(ledger_entries.c.job_id == job_id)
+        with self._engine.connect() as conn:
+            for r in conn.execute(query).mappings():
+                yield LedgerEntry(
+                    seq=r["seq"],
+                    kind=r["kind"],
+                    principal=r["principal"],
+                    dataset=r["dataset"],
+                    job_id=r["job_id"],
+                    release_index=r["release_index"],
+                    epsilon=from_quanta(r["epsilon_q"]),
+                    created_at=r["created_at"],
+                    prev_hash=r["prev_hash"],
+                    hash=r["hash"],
+                )
+
+    def verify(self) -> str:
+        """Walk the chain from genesis; return the head hash.
+
+        Raises:
+            LedgerCorrupt: naming the first entry whose hash or link is wrong,
+                or a head that does not match the last entry (truncated tail).
+        """
+        prev = GENESIS_HASH
+        expected_seq = 1
+        with self._engine.connect() as conn:
+            head = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
+            rows = conn.execute(select(ledger_entries).order_by(ledger_entries.c.seq)).mappings()
+            for r in rows:
+                if r["seq"] != expected_seq:
+                    raise LedgerCorrupt(expected_seq, "entry missing")
+                if r["prev_hash"] != prev:
+                    raise LedgerCorrupt(r["seq"], "link to previous entry broken")
+                digest = _chain(
+                    prev,
+                    _canonical(
+                        r["seq"], r["kind"], r["principal"], r["dataset"], r["job_id"],
+                        r["release_index"], r["epsilon_q"], r["created_at"],
+                    ),
+                )
+                if digest != r["hash"]:
+                    raise LedgerCorrupt(r["seq"], "content does not match its hash")
+                prev = digest
+                expected_seq += 1
+        if head.seq != expected_seq - 1 or head.hash != prev:
+            raise LedgerCorrupt(expected_seq, f"chain ends at entry {expected_seq - 1} but head is {head.seq}")
+        return prev

@@ -1,0 +1,31 @@
+"""Enclave: privacy-preserving remote computation over gRPC.
+
+Researchers send job scripts; the scripts run sandboxed next to confidential
+data and only differentially private aggregates, paid from a per-user privacy
+budget, come back.
+"""
+
+from ._client import Budget, Client, Job, Release
+from ._errors import (
+    AlreadyExists,
+    EnclaveError,
+    InvalidArgument,
+    JobFailed,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Budget",
+    "Client",
+    "EnclaveError",
+    "InvalidArgument",
+    "Job",
+    "JobFailed",
+    "NotFound",
+    "PermissionDenied",
+    "Release",
+    "Unauthenticated",
+]

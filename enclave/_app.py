@@ -1,0 +1,64 @@
+"""The composition root: one data dir, one database, the stores and services on it.
+
+Used by the server and by ``enclave admin ... --data-dir``, which works on the
+files directly so that the first admin can be created before any token exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import budget
+from jobs import JobStore, Limits
+
+from ._auth import PrincipalStore
+from ._catalog import Catalog
+
+if TYPE_CHECKING:
+    from jobs import JobService
+
+log = logging.getLogger(__name__)
+
+
+class Enclave:
+    """Everything behind the gRPC surface.
+
+    Args:
+        data_dir: where the SQLite ledger (by default) and the Parquet files live.
+        database_url: any SQLAlchemy URL; default ``sqlite:///DATA_DIR/enclave.db``.
+    """
+
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.database_url = database_url or f"sqlite:///{data_dir / 'enclave.db'}"
+        self.engine = budget.create_engine(self.database_url)
+        self.principals = PrincipalStore(self.engine)
+        self.ledger = budget.Ledger(self.engine)
+        self.catalog = Catalog(self.engine, data_dir / "datasets")
+        self.job_store = JobStore(self.engine)
+        for part in (self.principals, self.ledger, self.catalog, self.job_store):
+            part.create_tables()
+
+    def start_jobs(self, limits: Limits | None = None, max_concurrent: int = 4) -> JobService:
+        """Create the job service (loads OpenDP); fail jobs a previous run left behind."""
+        from jobs import JobService
+
+        from ._status import code_name
+
+        stale = self.job_store.fail_unfinished(
+            "the server stopped while this job was queued or running; releases it made "
+            "before that stay charged and recorded"
+        )
+        if stale:
+            log.warning("marked %d unfinished job(s) from a previous run as failed", stale)
+        self.jobs = JobService(
+            self.job_store, self.ledger, self.catalog, code_name, limits, max_concurrent
+        )
+        return self.jobs
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()

@@ -1,0 +1,178 @@
+"""The dataset catalog: registration (data checked against its schema) and lookup.
+
+Registered data is converted to Parquet under ``DATA_DIR/datasets/NAME/`` and
+written to a temporary name first, then renamed, so that a failed registration
+never leaves a half-written file behind a catalog row. The schema (public
+metadata) is stored in the database as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from jobs import DataMismatch, DatasetHandle, Schema, UnknownDataset, conform
+
+from ._errors import AlreadyExists, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+datasets_table = Table(
+    "datasets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("schema_json", Text, nullable=False),
+    Column("file", String(500), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+FORMATS = ("csv", "parquet")
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetEntry:
+    """A catalog row: public metadata plus where the file is."""
+
+    name: str
+    owner: str
+    schema: Schema
+    path: Path
+    created_at: dt.datetime
+
+
+def read_table(path: Path, fmt: str) -> Any:
+    """Read a provider's file into a Polars DataFrame, every CSV column as text.
+
+    CSV columns are read as strings so that `jobs.conform` does the typing and can
+    name the rows that do not parse, instead of Polars guessing a type.
+
+    Raises:
+        DataMismatch: unreadable file (message for the provider).
+    """
+    import polars as pl
+
+    try:
+        if fmt == "csv":
+            return pl.read_csv(path, infer_schema=False, encoding="utf8")
+        if fmt == "parquet":
+            return pl.read_parquet(path)
+    except Exception as err:  # polars raises many types for unreadable input
+        raise DataMismatch(f"could not read the {fmt} file: {err}") from err
+    raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+class Catalog:
+    """Datasets registered in this enclave."""
+
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self._engine = engine
+        self._root = root
+
+    def create_tables(self) -> None:
+        """Create the table and the data folder if missing."""
+        metadata.create_all(self._engine)
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    def register(
+        self, name: str, owner: str, schema_toml: str, source: Path, fmt: str
+    ) -> DatasetEntry:
+        """Check ``source`` against the schema and store it as Parquet.
+
+        Raises:
+            InvalidArgument: bad name or format.
+            SchemaError: bad schema.
+            DataMismatch: data that does not match the schema (provider-only details).
+            AlreadyExists: the name is taken.
+        """
+        if not _NAME.match(name):
+            raise InvalidArgument(
+                f"dataset name {name!r} must be 1-64 characters of a-z 0-9 _ starting with a letter"
+            )
+        if fmt not in FORMATS:
+            raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        schema = Schema.from_toml(schema_toml)
+        if self.get(name) is not None:
+            raise AlreadyExists(f"dataset {name!r} is already registered")
+        frame = conform(read_table(source, fmt), schema)
+        folder = self._root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{uuid.uuid4().hex}.parquet"
+        tmp = folder / f".{final.name}.tmp"
+        try:
+            frame.write_parquet(tmp, statistics=False)
+            os.replace(tmp, final)
+            now = dt.datetime.now(dt.UTC)
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(datasets_table).values(
+                        name=name, owner=owner, schema_json=schema.to_json(),
+                        file=str(final.relative_to(self._root)), created_at=now,
+                    )
+                )
+        except IntegrityError:
+            final.unlink(missing_ok=True)
+            raise AlreadyExists(f"dataset {name!r} is already registered") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise
+        log.info("dataset %s registered by %s (%d columns)", name, owner, len(schema.columns))
+        return DatasetEntry(name, owner, schema, final, now)
+
+    def get(self, name: str) -> DatasetEntry | None:
+        """The dataset called ``name``, or None."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(datasets_table).where(datasets_table.c.name == name)
+            ).mappings().first()
+        return None if row is None else self._entry(row)
+
+    def list(self) -> list[DatasetEntry]:
+        """All datasets by name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(datasets_table).order_by(datasets_table.c.name)).mappings()
+            return [self._entry(r) for r in rows]
+
+    def resolve(self, name: str) -> DatasetHandle:
+        """For the job service: schema and file of a dataset.
+
+        Raises:
+            UnknownDataset
+        """
+        entry = self.get(name)
+        if entry is None:
+            raise UnknownDataset(f"no dataset called {name!r}")
+        return DatasetHandle(entry.name, entry.schema, entry.path)
+
+    def _entry(self, row: Any) -> DatasetEntry:
+        return DatasetEntry(
+            name=row["name"],
+            owner=row["owner"],
+            schema=Schema.from_json(row["schema_json"]),
+            path=self._root / row["file"],
+            created_at=row["created_at"],
+        )
+
+
+def copy_upload(data: bytes, folder: Path, suffix: str) -> Path:
+    """Write uploaded bytes to a private temporary file inside the data dir."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"upload-{uuid.uuid4().hex}.{suffix}"
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return path
+
+

@@ -1,0 +1,252 @@
+"""The ``enclave`` command line.
+
+Client commands read ``ENCLAVE_ADDRESS`` and ``ENCLAVE_TOKEN`` (``--address`` and
+``--token`` override). ``enclave admin ... --data-dir DIR`` works on a server's
+data directory directly, to create the first admin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from . import _format as fmt
+from ._client import Client, Job
+from ._errors import EnclaveError
+
+ROLES = ("researcher", "provider", "dpo", "admin")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="enclave",
+        description="Privacy-preserving remote computation: only DP aggregates leave.",
+    )
+    p.add_argument("--address", help="server HOST:PORT (default $ENCLAVE_ADDRESS or 127.0.0.1:50051)")
+    p.add_argument("--token", help="bearer token (default $ENCLAVE_TOKEN)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0: any free port)")
+    s.add_argument("--insecure", action="store_true",
+                   help="plaintext gRPC, allowed on loopback only (TLS comes in a later version)")
+    s.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)")
+    s.add_argument("--ready-file", type=Path, help="write HOST:PORT here once serving")
+    s.add_argument("--max-jobs", type=int, default=4, help="jobs running at once")
+    s.add_argument("--job-cpu-seconds", type=int, default=60)
+    s.add_argument("--job-memory-mb", type=int, default=512)
+    s.add_argument("--job-wall-seconds", type=float, default=300.0)
+    s.add_argument("--log-level", default="INFO")
+
+    a = sub.add_parser("admin", help="principals and tokens").add_subparsers(dest="admin", required=True)
+    cp = a.add_parser("create-principal", help="create a principal and print its token once")
+    cp.add_argument("name")
+    cp.add_argument("--role", choices=ROLES, required=True)
+    cp.add_argument("--data-dir", type=Path, help="work on this server data dir directly")
+    lp = a.add_parser("principals", help="list principals")
+    lp.add_argument("--data-dir", type=Path)
+
+    d = sub.add_parser("dataset", help="provider commands").add_subparsers(dest="dataset", required=True)
+    r = d.add_parser("register", help="register a CSV or Parquet file with its schema")
+    r.add_argument("name")
+    r.add_argument("--file", type=Path, required=True)
+    r.add_argument("--schema", type=Path, required=True)
+    g = d.add_parser("grant", help="grant a researcher access with an epsilon cap")
+    g.add_argument("name")
+    g.add_argument("--to", required=True, dest="principal")
+    g.add_argument("--epsilon", required=True)
+    ds = d.add_parser("describe", help="public metadata of a dataset")
+    ds.add_argument("name")
+    ds.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("datasets", help="datasets you can use")
+    ls.add_argument("--json", action="store_true")
+
+    sb = sub.add_parser("submit", help="run a job script")
+    sb.add_argument("script", type=Path)
+    sb.add_argument("--dataset", required=True)
+    sb.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+    sb.add_argument("--json", action="store_true")
+    sb.add_argument("--no-wait", action="store_true", help="return once queued")
+
+    js = sub.add_parser("jobs", help="your jobs")
+    js.add_argument("--json", action="store_true")
+    j = sub.add_parser("job", help="one job")
+    j.add_argument("job_id")
+    j.add_argument("--json", action="store_true")
+    c = sub.add_parser("cancel", help="cancel a job")
+    c.add_argument("job_id")
+
+    b = sub.add_parser("budget", help="your remaining privacy budget")
+    b.add_argument("--dataset")
+    b.add_argument("--json", action="store_true")
+    return p
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.address, args.token)
+
+
+def _print_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job.to_json(), indent=2))
+        return
+    print(f"job {job.job_id}  {job.state}  dataset={job.dataset}  cost: epsilon={job.cost_epsilon}")
+    if job.error_code:
+        print(f"error: {job.error_code}: {job.error_message}")
+        if job.releases:
+            print(f"{len(job.releases)} release(s) made before the error (charged):")
+            for r in job.releases:
+                print(f"  #{r.index} epsilon={r.epsilon}")
+                if r.value is not None:
+                    print(fmt.result(r.value, "    "))
+    if job.printed:
+        print("printed:")
+        print("\n".join("  " + line for line in job.printed.rstrip("\n").splitlines()))
+    if job.result is not None:
+        print("result:")
+        print(fmt.result(job.result, "  "))
+
+
+def _describe(info: Any) -> str:
+    lines = [f"{info.name}  (owner {info.owner})"]
+    if info.description:
+        lines.append(f"  {info.description}")
+    unit = info.privacy_unit
+    lines.append(
+        "  privacy unit: "
+        + (f"{unit.identifier} (at most {unit.max_rows_per_person} rows per person)"
+           if unit.identifier else "one row = one person")
+        + f"; {info.privacy_definition}; max_rows {info.max_rows:,}"
+    )
+    rows = []
+    for c in info.columns:
+        domain = (
+            f"[{fmt.number(c.lower)}, {fmt.number(c.upper)}]" if c.has_bounds
+            else ", ".join(c.categories) if c.categories else ""
+        )
+        rows.append([c.name, c.type + (" (nullable)" if c.nullable else ""), domain])
+    lines.append("\n".join("  " + ln for ln in fmt.table(["column", "type", "public domain"], rows).splitlines()))
+    return "\n".join(lines)
+
+
+def _info_json(info: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    out: dict[str, Any] = MessageToDict(info, preserving_proto_field_name=True)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from jobs import Limits
+
+        from ._server import serve_forever
+
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        serve_forever(
+            args.data_dir, args.listen, insecure=args.insecure, database_url=args.database_url,
+            limits=Limits(cpu_seconds=args.job_cpu_seconds, memory_mb=args.job_memory_mb,
+                          wall_seconds=args.job_wall_seconds),
+            max_concurrent_jobs=args.max_jobs, ready_file=args.ready_file,
+        )
+        return 0
+
+    if args.command == "admin":
+        if args.data_dir is not None:
+            from ._app import Enclave
+
+            app = Enclave(args.data_dir)
+            try:
+                if args.admin == "create-principal":
+                    _p, token = app.principals.create(args.name, args.role, created_by="local-admin")
+                    print(token)
+                else:
+                    for pr in app.principals.list():
+                        print(f"{pr.name}\t{pr.role.value}")
+            finally:
+                app.close()
+            return 0
+        with _client(args) as client:
+            if args.admin == "create-principal":
+                print(client.create_principal(args.name, args.role))
+            else:
+                for pr in client.principals():
+                    print(f"{pr.name}\t{ROLES[pr.role - 1]}")
+        return 0
+
+    with _client(args) as client:
+        if args.command == "dataset":
+            if args.dataset == "register":
+                info = client.register_dataset(args.name, args.file, args.schema)
+                print(f"registered {info.name} ({len(info.columns)} columns)")
+            elif args.dataset == "grant":
+                grant = client.grant(args.name, args.principal, args.epsilon)
+                print(f"granted {grant.principal} access to {grant.dataset} with epsilon cap {grant.epsilon_cap}")
+            else:
+                info = client.describe_dataset(args.name)
+                print(json.dumps(_info_json(info), indent=2) if args.json else _describe(info))
+        elif args.command == "datasets":
+            infos = client.datasets()
+            if args.json:
+                print(json.dumps([_info_json(i) for i in infos], indent=2))
+            else:
+                print("\n\n".join(_describe(i) for i in infos) or "no datasets visible to you")
+        elif args.command == "submit":
+            job = client.submit(args.script.read_text(), args.dataset,
+                                request_id=args.request_id, wait=not args.no_wait)
+            _print_job(job, args.json)
+            return 0 if job.state in ("SUCCEEDED", "QUEUED", "RUNNING") else 1
+        elif args.command == "jobs":
+            jobs = client.list_jobs()
+            if args.json:
+                print(json.dumps([j.to_json() for j in jobs], indent=2))
+            else:
+                print(fmt.table(
+                    ["job", "state", "dataset", "epsilon", "error"],
+                    [[j.job_id, j.state, j.dataset, str(j.cost_epsilon), j.error_code] for j in jobs],
+                ))
+        elif args.command == "job":
+            _print_job(client.get_job(args.job_id), args.json)
+        elif args.command == "cancel":
+            _print_job(client.cancel_job(args.job_id), False)
+        elif args.command == "budget":
+            budgets = client.budget(args.dataset)
+            if args.json:
+                print(json.dumps([b.to_json() for b in budgets], indent=2))
+            else:
+                print(fmt.table(
+                    ["dataset", "epsilon cap", "spent", "remaining"],
+                    [[b.dataset, str(b.epsilon_cap), str(b.epsilon_spent), str(b.epsilon_remaining)]
+                     for b in budgets],
+                ))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``enclave`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        code = _run(args)
+    except grpc.RpcError as err:
+        print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+        code = 1
+    except (EnclaveError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 1
+    except Exception as err:  # domain errors of --data-dir commands
+        from ._status import DOMAIN_ERRORS
+
+        if not isinstance(err, DOMAIN_ERRORS):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,297 @@
+"""The Python client: what researchers, providers, DPOs and admins use.
+
+Example::
+
+    from enclave import Client
+
+    with Client() as client:            # ENCLAVE_ADDRESS, ENCLAVE_TOKEN
+        job = client.run(script, dataset="tourism_stays")
+        print(job.result["adults"]["value"], job.cost_epsilon)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ._errors import InvalidArgument, JobFailed
+from ._address import is_loopback, split_listen
+from .v1 import enclave_pb2 as pb
+from .v1 import enclave_pb2_grpc as pb_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+_STATE_NAMES = {v: k.removeprefix("JOB_STATE_") for k, v in pb.JobState.items()}
+_ROLE_VALUES = {"researcher": pb.ROLE_RESEARCHER, "provider": pb.ROLE_PROVIDER,
+                "dpo": pb.ROLE_DPO, "admin": pb.ROLE_ADMIN}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release of a job as the researcher sees it."""
+
+    index: int
+    dataset: str
+    epsilon: Decimal
+    mechanism: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job and, once it succeeded, its result."""
+
+    job_id: str
+    state: str
+    dataset: str
+    request_id: str
+    result: Any
+    cost_epsilon: Decimal
+    cost_delta: Decimal
+    releases: tuple[Release, ...]
+    error_code: str
+    error_message: str
+    printed: str
+    script: str = field(repr=False, default="")
+
+    @property
+    def final(self) -> bool:
+        """Whether the job can no longer change."""
+        return self.state in ("SUCCEEDED", "FAILED", "CANCELLED")
+
+    @classmethod
+    def from_proto(cls, msg: pb.Job) -> Job:
+        """Parse the wire form."""
+        return cls(
+            job_id=msg.job_id,
+            state=_STATE_NAMES.get(msg.state, "UNSPECIFIED"),
+            dataset=msg.dataset,
+            request_id=msg.request_id,
+            result=json.loads(msg.result_json) if msg.result_json else None,
+            cost_epsilon=Decimal(msg.cost.epsilon or "0"),
+            cost_delta=Decimal(msg.cost.delta or "0"),
+            releases=tuple(
+                Release(
+                    r.index, r.dataset, Decimal(r.cost.epsilon or "0"), r.mechanism,
+                    json.loads(r.value_json) if r.value_json else None,
+                )
+                for r in msg.releases
+            ),
+            error_code=msg.error.code,
+            error_message=msg.error.message,
+            printed=msg.printed,
+            script=msg.script,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``enclave submit --json`` object."""
+        out: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.state,
+            "result": self.result,
+            "cost": {"epsilon": str(self.cost_epsilon), "delta": str(self.cost_delta)},
+            "releases": [
+                {"index": r.index, "dataset": r.dataset, "epsilon": str(r.epsilon),
+                 "mechanism": r.mechanism, "value": r.value}
+                for r in self.releases
+            ],
+        }
+        if self.printed:
+            out["printed"] = self.printed
+        if self.error_code:
+            out["error"] = {"code": self.error_code, "message": self.error_message}
+        return out
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Remaining privacy budget on one dataset."""
+
+    dataset: str
+    epsilon_cap: Decimal
+    epsilon_spent: Decimal
+    epsilon_remaining: Decimal
+
+    def to_json(self) -> dict[str, str]:
+        """The ``enclave budget --json`` object."""
+        return {
+            "dataset": self.dataset,
+            "epsilon_cap": str(self.epsilon_cap),
+            "epsilon_spent": str(self.epsilon_spent),
+            "epsilon_remaining": str(self.epsilon_remaining),
+        }
+
+
+class Client:
+    """A connection to an Enclave server.
+
+    Args:
+        address: HOST:PORT; default ``$ENCLAVE_ADDRESS`` or 127.0.0.1:50051.
+        token: bearer token; default ``$ENCLAVE_TOKEN``.
+        timeout: deadline in seconds for unary calls.
+    """
+
+    def __init__(
+        self, address: str | None = None, token: str | None = None, *, timeout: float = 60.0
+    ) -> None:
+        self.address = address or os.environ.get("ENCLAVE_ADDRESS") or DEFAULT_ADDRESS
+        token = token or os.environ.get("ENCLAVE_TOKEN")
+        host, _port = split_listen(self.address)
+        if not is_loopback(host):
+            raise InvalidArgument(
+                f"{self.address} is not a loopback address, and this version speaks only "
+                "plaintext, which would expose your token; TLS arrives in a later version"
+            )
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+        self._channel = grpc.insecure_channel(
+            self.address,
+            options=[("grpc.max_send_message_length", 256 * 1024 * 1024),
+                     ("grpc.max_receive_message_length", 256 * 1024 * 1024)],
+        )
+        self._jobs = pb_grpc.JobServiceStub(self._channel)
+        self._catalog = pb_grpc.CatalogServiceStub(self._channel)
+        self._budget = pb_grpc.BudgetServiceStub(self._channel)
+        self._admin = pb_grpc.AdminServiceStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any) -> Any:
+        return method(request, metadata=self._metadata, timeout=self._timeout)
+
+    # --- researchers ------------------------------------------------------------------
+
+    def submit(
+        self, script: str, dataset: str, *, request_id: str | None = None, wait: bool = True
+    ) -> Job:
+        """Submit a job; with ``wait``, follow it to its final state.
+
+        The request id makes retries safe: the server runs and charges one job per
+        (caller, request id). A fresh one is generated when none is given.
+        """
+        msg = self._call(
+            self._jobs.SubmitJob,
+            pb.SubmitJobRequest(
+                script=script, dataset=dataset, request_id=request_id or uuid.uuid4().hex
+            ),
+        )
+        job = Job.from_proto(msg)
+        if wait and not job.final:
+            for job in self.watch_job(job.job_id):
+                pass
+        return job
+
+    def run(self, script: str, dataset: str, *, request_id: str | None = None) -> Job:
+        """Submit, wait, and raise `JobFailed` unless the job succeeded."""
+        job = self.submit(script, dataset, request_id=request_id, wait=True)
+        if job.state != "SUCCEEDED":
+            code = getattr(grpc.StatusCode, job.error_code, grpc.StatusCode.UNKNOWN)
+            raise JobFailed(code, job.error_message, job)
+        return job
+
+    def watch_job(self, job_id: str) -> Iterator[Job]:
+        """Yield the job at each state change until it is final."""
+        stream = self._jobs.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._metadata)
+        for msg in stream:
+            yield Job.from_proto(msg)
+
+    def get_job(self, job_id: str) -> Job:
+        """One of your jobs, with its script."""
+        return Job.from_proto(self._call(self._jobs.GetJob, pb.GetJobRequest(job_id=job_id)))
+
+    def list_jobs(self, page_size: int = 50) -> list[Job]:
+        """Your jobs, newest first (all pages)."""
+        jobs: list[Job] = []
+        token = ""
+        while True:
+            page = self._call(
+                self._jobs.ListJobs, pb.ListJobsRequest(page_size=page_size, page_token=token)
+            )
+            jobs.extend(Job.from_proto(j) for j in page.jobs)
+            token = page.next_page_token
+            if not token:
+                return jobs
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Stop a job; what it already released stays charged."""
+        return Job.from_proto(self._call(self._jobs.CancelJob, pb.CancelJobRequest(job_id=job_id)))
+
+    def budget(self, dataset: str | None = None) -> list[Budget]:
+        """Your remaining budget per dataset."""
+        resp = self._call(self._budget.GetBudget, pb.GetBudgetRequest(dataset=dataset or ""))
+        return [
+            Budget(b.dataset, Decimal(b.epsilon_cap), Decimal(b.epsilon_spent),
+                   Decimal(b.epsilon_remaining))
+            for b in resp.budgets
+        ]
+
+    def datasets(self) -> list[pb.DatasetInfo]:
+        """Datasets you may use (researchers: those granted to you)."""
+        return list(self._call(self._catalog.ListDatasets, pb.ListDatasetsRequest()).datasets)
+
+    def describe_dataset(self, name: str) -> pb.DatasetInfo:
+        """Public metadata of one dataset."""
+        return self._call(self._catalog.DescribeDataset, pb.DescribeDatasetRequest(name=name))
+
+    # --- providers --------------------------------------------------------------------
+
+    def register_dataset(self, name: str, file: Path, schema: Path | str) -> pb.DatasetInfo:
+        """Upload a CSV or Parquet file with its schema TOML (a path or the text)."""
+        file = Path(file)
+        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(file.suffix.lower())
+        if fmt is None:
+            raise InvalidArgument(f"{file}: expected a .csv or .parquet file")
+        schema_text = Path(schema).read_text() if isinstance(schema, Path) else schema
+        return self._call(
+            self._catalog.RegisterDataset,
+            pb.RegisterDatasetRequest(
+                name=name, schema_toml=schema_text, format=fmt, data=file.read_bytes()
+            ),
+        )
+
+    def grant(self, dataset: str, principal: str, epsilon: Decimal | float | str) -> pb.Grant:
+        """Give a researcher access to your dataset with a total ε cap."""
+        return self._call(
+            self._catalog.GrantAccess,
+            pb.GrantAccessRequest(dataset=dataset, principal=principal, epsilon_cap=str(epsilon)),
+        )
+
+    # --- admins -----------------------------------------------------------------------
+
+    def create_principal(self, name: str, role: str) -> str:
+        """Create a principal; returns its token (shown only now)."""
+        if role not in _ROLE_VALUES:
+            raise InvalidArgument(f"role must be one of {', '.join(_ROLE_VALUES)}")
+        resp = self._call(
+            self._admin.CreatePrincipal,
+            pb.CreatePrincipalRequest(name=name, role=_ROLE_VALUES[role]),
+        )
+        token: str = resp.token
+        return token
+
+    def principals(self) -> list[pb.Principal]:
+        """All principals (admins and DPOs)."""
+        return list(self._call(self._admin.ListPrincipals, pb.ListPrincipalsRequest()).principals)
+
+    def health(self, service: str = "") -> str:
+        """Standard gRPC health status name (SERVING, NOT_SERVING, ...)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self._timeout)
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+        return name

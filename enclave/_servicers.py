@@ -1,0 +1,298 @@
+"""gRPC servicers: translate proto messages to domain calls and back, nothing else.
+
+Authentication, authorisation and error mapping happen in `enclave._auth`'s
+interceptor; a servicer reads the caller with `current_principal()` and raises
+domain errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobs import JobRecord, JobState
+
+from ._app import Enclave
+from ._auth import Role, current_principal
+from ._catalog import DatasetEntry, copy_upload
+from ._errors import InvalidArgument, NotFound
+from .v1 import enclave_pb2 as pb
+from .v1 import enclave_pb2_grpc as pb_grpc
+
+_STATES = {
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
+    JobState.RUNNING: pb.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: pb.JOB_STATE_FAILED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
+}
+_ROLES = {
+    Role.RESEARCHER: pb.ROLE_RESEARCHER,
+    Role.PROVIDER: pb.ROLE_PROVIDER,
+    Role.DPO: pb.ROLE_DPO,
+    Role.ADMIN: pb.ROLE_ADMIN,
+}
+_ROLES_BACK = {v: k for k, v in _ROLES.items()}
+
+
+def _ts(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite returns naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _cost(epsilon: Decimal) -> pb.Cost:
+    return pb.Cost(epsilon=str(epsilon), delta="0")
+
+
+def job_to_proto(job: JobRecord, *, with_script: bool = False) -> pb.Job:
+    """The wire form of a job."""
+    return pb.Job(
+        job_id=job.id,
+        principal=job.principal,
+        dataset=job.dataset,
+        request_id=job.request_id,
+        state=_STATES[job.state],
+        result_json="" if job.result is None else json.dumps(job.result),
+        cost=_cost(job.epsilon_spent),
+        releases=[
+            pb.ReleaseRecord(
+                index=r.index,
+                dataset=r.dataset,
+                cost=_cost(r.epsilon),
+                mechanism=r.mechanism,
+                plan_json=json.dumps(r.plan),
+                value_json="" if r.value is None else json.dumps(r.value),
+            )
+            for r in job.releases
+        ],
+        error=pb.JobError(code=job.error_code or "", message=job.error_message or "")
+        if job.error_code
+        else None,
+        printed=job.printed,
+        created_at=_ts(job.created_at),
+        started_at=_ts(job.started_at),
+        finished_at=_ts(job.finished_at),
+        script=job.script if with_script else "",
+    )
+
+
+def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
+    """Public metadata only: schema, owner, privacy unit. Never rows or counts."""
+    schema = entry.schema
+    columns = []
+    for c in schema.columns:
+        bounds = c.bounds
+        columns.append(
+            pb.Column(
+                name=c.name,
+                type=c.type,
+                has_bounds=bounds is not None,
+                lower=float(bounds[0]) if bounds else 0.0,
+                upper=float(bounds[1]) if bounds else 0.0,
+                categories=list(c.categories or ()),
+                nullable=c.nullable,
+                description=c.description,
+            )
+        )
+    unit = schema.privacy_unit
+    return pb.DatasetInfo(
+        name=entry.name,
+        description=schema.description,
+        owner=entry.owner,
+        columns=columns,
+        privacy_unit=pb.PrivacyUnit(
+            identifier=unit.identifier or "", max_rows_per_person=unit.max_rows_per_person
+        ),
+        max_rows=schema.max_rows,
+        privacy_definition="pure epsilon-DP (Laplace)",
+    )
+
+
+class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
+    """Researchers submit and follow jobs; DPOs read them."""
+
+    def __init__(self, app: Enclave) -> None:
+        self._app = app
+
+    def _owner_filter(self) -> str | None:
+        caller = current_principal()
+        return None if caller.role == Role.DPO else caller.name
+
+    def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.Job:
+        caller = current_principal()
+        if not request.dataset:
+            raise InvalidArgument("dataset is required: the dataset the job runs against")
+        job = self._app.jobs.submit(caller.name, request.dataset, request.script, request.request_id)
+        return job_to_proto(job)
+
+    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
+        job = self._app.jobs.get(request.job_id, principal=self._owner_filter())
+        return job_to_proto(job, with_script=True)
+
+    def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.ServicerContext
+    ) -> pb.ListJobsResponse:
+        size = request.page_size or 50
+        if not 1 <= size <= 500:
+            raise InvalidArgument("page_size must be between 1 and 500")
+        found = self._app.jobs.list(
+            self._owner_filter(), limit=size, before=request.page_token or None
+        )
+        token = found[-1].id if len(found) == size else ""
+        return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in found], next_page_token=token)
+
+    def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.Job:
+        caller = current_principal()
+        return job_to_proto(self._app.jobs.cancel(request.job_id, principal=caller.name))
+
+    def WatchJob(
+        self, request: pb.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Job]:
+        for job in self._app.jobs.watch(
+            request.job_id, principal=self._owner_filter(), active=context.is_active
+        ):
+            yield job_to_proto(job)
+
+
+class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
+    """Public metadata for researchers; registration and grants for providers."""
+
+    def __init__(self, app: Enclave) -> None:
+        self._app = app
+
+    def _visible(self, entry: DatasetEntry) -> bool:
+        caller = current_principal()
+        if caller.role in (Role.DPO, Role.ADMIN):
+            return True
+        if caller.role == Role.PROVIDER:
+            return entry.owner == caller.name
+        return self._app.ledger.has_grant(caller.name, entry.name)
+
+    def ListDatasets(
+        self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> pb.ListDatasetsResponse:
+        entries = [e for e in self._app.catalog.list() if self._visible(e)]
+        return pb.ListDatasetsResponse(datasets=[dataset_to_proto(e) for e in entries])
+
+    def DescribeDataset(
+        self, request: pb.DescribeDatasetRequest, context: grpc.ServicerContext
+    ) -> pb.DatasetInfo:
+        entry = self._app.catalog.get(request.name)
+        if entry is None or not self._visible(entry):
+            # Same answer for "absent" and "not yours": names of others' datasets stay private.
+            raise NotFound(f"no dataset {request.name!r} that you can see")
+        return dataset_to_proto(entry)
+
+    def RegisterDataset(
+        self, request: pb.RegisterDatasetRequest, context: grpc.ServicerContext
+    ) -> pb.DatasetInfo:
+        caller = current_principal()
+        fmt = request.format.lower()
+        if fmt not in ("csv", "parquet"):
+            raise InvalidArgument(f"format must be csv or parquet, got {request.format!r}")
+        upload: Path = copy_upload(request.data, self._app.data_dir / "uploads", fmt)
+        try:
+            entry = self._app.catalog.register(
+                request.name, caller.name, request.schema_toml, upload, fmt
+            )
+        finally:
+            upload.unlink(missing_ok=True)
+        return dataset_to_proto(entry)
+
+    def GrantAccess(self, request: pb.GrantAccessRequest, context: grpc.ServicerContext) -> pb.Grant:
+        caller = current_principal()
+        entry = self._app.catalog.get(request.dataset)
+        if entry is None or entry.owner != caller.name:
+            raise NotFound(f"you own no dataset called {request.dataset!r}")
+        grantee = self._app.principals.get(request.principal)
+        if grantee is None:
+            raise NotFound(f"no principal called {request.principal!r}")
+        if grantee.role != Role.RESEARCHER:
+            raise InvalidArgument(
+                f"{grantee.name} is a {grantee.role.value}; only researchers receive grants"
+            )
+        balance = self._app.ledger.grant(
+            request.dataset, request.principal, request.epsilon_cap, granted_by=caller.name
+        )
+        return pb.Grant(
+            dataset=balance.dataset, principal=balance.principal,
+            epsilon_cap=str(balance.epsilon_cap),
+        )
+
+
+class BudgetServicer(pb_grpc.BudgetServiceServicer):  # type: ignore[misc]
+    """A researcher's own budgets."""
+
+    def __init__(self, app: Enclave) -> None:
+        self._app = app
+
+    def GetBudget(
+        self, request: pb.GetBudgetRequest, context: grpc.ServicerContext
+    ) -> pb.GetBudgetResponse:
+        caller = current_principal()
+        balances = self._app.ledger.balances(caller.name, dataset=request.dataset or None)
+        if request.dataset and not balances:
+            raise NotFound(f"you have no grant on dataset {request.dataset!r}")
+        return pb.GetBudgetResponse(
+            budgets=[
+                pb.Budget(
+                    dataset=b.dataset,
+                    epsilon_cap=str(b.epsilon_cap),
+                    epsilon_spent=str(b.epsilon_spent),
+                    epsilon_remaining=str(b.epsilon_remaining),
+                )
+                for b in balances
+            ]
+        )
+
+
+class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
+    """Principals and tokens."""
+
+    def __init__(self, app: Enclave) -> None:
+        self._app = app
+
+    def CreatePrincipal(
+        self, request: pb.CreatePrincipalRequest, context: grpc.ServicerContext
+    ) -> pb.CreatePrincipalResponse:
+        role = _ROLES_BACK.get(request.role)
+        if role is None:
+            raise InvalidArgument("role is required (researcher, provider, dpo or admin)")
+        principal, token = self._app.principals.create(
+            request.name, role, created_by=current_principal().name
+        )
+        return pb.CreatePrincipalResponse(principal=principal_to_proto(principal), token=token)
+
+    def ListPrincipals(
+        self, request: pb.ListPrincipalsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPrincipalsResponse:
+        return pb.ListPrincipalsResponse(
+            principals=[principal_to_proto(p) for p in self._app.principals.list()]
+        )
+
+
+def principal_to_proto(p: Any) -> pb.Principal:
+    """Wire form of a principal (never its token)."""
+    return pb.Principal(name=p.name, role=_ROLES[p.role], created_at=_ts(p.created_at))
+
+
+__all__ = [
+    "AdminServicer",
+    "BudgetServicer",
+    "CatalogServicer",
+    "JobServicer",
+    "dataset_to_proto",
+    "job_to_proto",
+]

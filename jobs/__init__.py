@@ -1,0 +1,85 @@
+"""Jobs: the job API scripts see, the sandbox they run in, and the plan compiler.
+
+The heavy parts (OpenDP, Polars) load lazily, so that a sandbox worker, which
+imports this package, never loads them: workers do not touch data and should
+start in milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    AccessDenied,
+    DataMismatch,
+    EvaluationFailed,
+    JobCancelled,
+    JobError,
+    JobNotFound,
+    PlanError,
+    RequestConflict,
+    ResourceLimit,
+    ResultRejected,
+    SchemaError,
+    ScriptFailed,
+    ScriptRejected,
+    ServiceStopping,
+    UnknownDataset,
+    WallClockLimit,
+)
+from ._sandbox import Limits
+from ._schema import ColumnSpec, DatasetHandle, PrivacyUnit, Schema, conform
+
+if TYPE_CHECKING:
+    from ._service import DatasetCatalog, JobService
+    from ._store import JobRecord, JobState, JobStore, ReleaseRecord
+
+_LAZY = {
+    "DatasetCatalog": "._service",
+    "JobService": "._service",
+    "JobRecord": "._store",
+    "JobState": "._store",
+    "JobStore": "._store",
+    "ReleaseRecord": "._store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobs' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+__all__ = [
+    "AccessDenied",
+    "ColumnSpec",
+    "DataMismatch",
+    "DatasetCatalog",
+    "DatasetHandle",
+    "EvaluationFailed",
+    "JobCancelled",
+    "JobError",
+    "JobNotFound",
+    "JobRecord",
+    "JobService",
+    "JobState",
+    "JobStore",
+    "Limits",
+    "PlanError",
+    "PrivacyUnit",
+    "ReleaseRecord",
+    "RequestConflict",
+    "ResourceLimit",
+    "ResultRejected",
+    "Schema",
+    "SchemaError",
+    "ScriptFailed",
+    "ScriptRejected",
+    "ServiceStopping",
+    "UnknownDataset",
+    "WallClockLimit",
+    "conform",
+]

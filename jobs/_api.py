@@ -1,0 +1,539 @@
+"""The job API: the only names a researcher's script sees.
+
+Everything here is a facade over immutable plan values (`jobs._plan`). The
+objects hold no data and no handle to anything that does: a `Frame` is a
+description of rows, never rows. Attributes whose names start with ``_`` are
+unreachable from RestrictedPython code, which is where the facade keeps its plan
+node. `release` is the one door to the trusted host.
+
+Example::
+
+    stays = dataset("tourism_stays")
+    adults = stays.filter(col("age") >= 18)
+    result["by_region"] = release(adults.group_by("region").agg(count(), mean("nights")),
+                                  epsilon=0.5)
+    result["spend"] = release(stays.sum("spend"), epsilon=0.2)
+
+`sum` is both the aggregate (``sum("spend")``) and, given numbers, the builtin
+(``sum([a.value, b.value])``), so scripts can still add up released values.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._errors import PlanError, ResultRejected
+from ._plan import (
+    Agg,
+    BinOp,
+    Col,
+    Expr,
+    IsIn,
+    Lit,
+    Query,
+    Shape,
+    UnaryOp,
+    check_literal,
+    check_structure,
+)
+
+ReleaseFn = Callable[[Query, Any], Any]
+
+
+class _Frozen:
+    """Facades are values: no attribute can be set once built."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+
+def _init(obj: object, **fields: Any) -> None:
+    for k, v in fields.items():
+        object.__setattr__(obj, k, v)
+
+
+def _as_expr(value: Any) -> Expr:
+    if isinstance(value, ColumnExpr):
+        node: Expr = value._node
+        return node
+    if isinstance(value, Released):
+        return Lit(value.value)
+    try:
+        return Lit(check_literal(value))
+    except PlanError:
+        raise TypeError(
+            f"cannot use a {type(value).__name__} in an expression; use col(...) or a constant"
+        ) from None
+
+
+class ColumnExpr(_Frozen):
+    """An expression over columns: ``col("age") >= 18``, ``(col("a") + 1) * 2``.
+
+    Combine conditions with ``&``, ``|`` and ``~`` (Python's ``and``/``or``/``not``
+    cannot be overloaded).
+    """
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Expr) -> None:
+        _init(self, _node=node)
+
+    def _bin(self, op: str, other: Any, reflected: bool = False) -> ColumnExpr:
+        left, right = self._node, _as_expr(other)
+        return ColumnExpr(BinOp(op, right, left) if reflected else BinOp(op, left, right))
+
+    def __add__(self, o: Any) -> ColumnExpr:
+        return self._bin("add", o)
+
+    def __radd__(self, o: Any) -> ColumnExpr:
+        return self._bin("add", o, True)
+
+    def __sub__(self, o: Any) -> ColumnExpr:
+        return self._bin("sub", o)
+
+    def __rsub__(self, o: Any) -> ColumnExpr:
+        return self._bin("sub", o, True)
+
+    def __mul__(self, o: Any) -> ColumnExpr:
+        return self._bin("mul", o)
+
+    def __rmul__(self, o: Any) -> ColumnExpr:
+        return self._bin("mul", o, True)
+
+    def __truediv__(self, o: Any) -> ColumnExpr:
+        return self._bin("truediv", o)
+
+    def __rtruediv__(self, o: Any) -> ColumnExpr:
+        return self._bin("truediv", o, True)
+
+    def __eq__(self, o: Any) -> ColumnExpr:  # type: ignore[override]
+        return self._bin("eq", o)
+
+    def __ne__(self, o: Any) -> ColumnExpr:  # type: ignore[override]
+        return self._bin("ne", o)
+
+    def __lt__(self, o: Any) -> ColumnExpr:
+        return self._bin("lt", o)
+
+    def __le__(self, o: Any) -> ColumnExpr:
+        return self._bin("le", o)
+
+    def __gt__(self, o: Any) -> ColumnExpr:
+        return self._bin("gt", o)
+
+    def __ge__(self, o: Any) -> ColumnExpr:
+        return self._bin("ge", o)
+
+    def __and__(self, o: Any) -> ColumnExpr:
+        return self._bin("and", o)
+
+    def __rand__(self, o: Any) -> ColumnExpr:
+        return self._bin("and", o, True)
+
+    def __or__(self, o: Any) -> ColumnExpr:
+        return self._bin("or", o)
+
+    def __ror__(self, o: Any) -> ColumnExpr:
+        return self._bin("or", o, True)
+
+    def __invert__(self) -> ColumnExpr:
+        return ColumnExpr(UnaryOp("not", self._node))
+
+    def __neg__(self) -> ColumnExpr:
+        return ColumnExpr(UnaryOp("neg", self._node))
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "a column expression has no truth value; combine conditions with & | ~ "
+            "(not and/or/not) and pass them to .filter(...)"
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def is_null(self) -> ColumnExpr:
+        """True where the value is missing."""
+        return ColumnExpr(UnaryOp("is_null", self._node))
+
+    def is_not_null(self) -> ColumnExpr:
+        """True where the value is present."""
+        return ColumnExpr(UnaryOp("is_not_null", self._node))
+
+    def is_in(self, values: Iterable[Any]) -> ColumnExpr:
+        """True where the value is one of ``values`` (constants)."""
+        if isinstance(values, str):
+            raise TypeError("is_in takes a list of values, not a string")
+        return ColumnExpr(IsIn(self._node, tuple(check_literal(v) for v in values)))
+
+    def __repr__(self) -> str:
+        return f"<expression {_describe(self._node)}>"
+
+
+def _describe(e: Expr) -> str:
+    if isinstance(e, Col):
+        return f"col({e.name!r})"
+    if isinstance(e, Lit):
+        return repr(e.value)
+    if isinstance(e, UnaryOp):
+        return f"{e.op}({_describe(e.arg)})"
+    if isinstance(e, IsIn):
+        return f"{_describe(e.arg)}.is_in({list(e.values)!r})"
+    return f"({_describe(e.left)} {e.op} {_describe(e.right)})"
+
+
+class Aggregate(_Frozen):
+    """An aggregate to put in ``.agg(...)``: ``count()``, ``sum("x")``, ``mean("x")``."""
+
+    __slots__ = ("_agg",)
+
+    def __init__(self, agg: Agg) -> None:
+        _init(self, _agg=agg)
+
+    def alias(self, name: str) -> Aggregate:
+        """The same aggregate under another name in the released output."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise PlanError(f"alias must be a valid identifier, got {name!r}")
+        a = self._agg
+        return Aggregate(Agg(a.op, a.column, a.bounds, name))
+
+    def __repr__(self) -> str:
+        a = self._agg
+        return f"<aggregate {a.alias} = {a.op}({a.column or ''})>"
+
+
+def _column_name(column: Any, op: str) -> str:
+    if isinstance(column, str):
+        return column
+    if isinstance(column, ColumnExpr) and isinstance(column._node, Col):
+        return column._node.name
+    raise PlanError(f"{op}(...) takes a column name, e.g. {op}('nights')")
+
+
+def _bounds_arg(bounds: Any, op: str) -> tuple[float, float] | None:
+    if bounds is None:
+        return None
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        raise PlanError(f"{op}(..., bounds=(lo, hi)) takes two numbers") from None
+    for b in (lo, hi):
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+            raise PlanError(f"{op}(..., bounds=(lo, hi)) takes two finite numbers")
+    if lo >= hi:
+        raise PlanError(f"{op}(..., bounds=(lo, hi)) needs lo < hi, got ({lo}, {hi})")
+    return (lo, hi)
+
+
+def count() -> Aggregate:
+    """Number of rows (noisy)."""
+    return Aggregate(Agg("count", None, None, "count"))
+
+
+def agg_sum(column: Any, bounds: Any = None) -> Aggregate:
+    """Sum of a numeric column, each value clamped to the column's public bounds.
+
+    ``bounds=(lo, hi)`` narrows the clamp (less noise, more clamping bias).
+    """
+    name = _column_name(column, "sum")
+    return Aggregate(Agg("sum", name, _bounds_arg(bounds, "sum"), f"sum_{name}"))
+
+
+def mean(column: Any, bounds: Any = None) -> Aggregate:
+    """Mean of a numeric column: a noisy sum over a noisy count, in one release."""
+    name = _column_name(column, "mean")
+    return Aggregate(Agg("mean", name, _bounds_arg(bounds, "mean"), f"mean_{name}"))
+
+
+def sum_(*args: Any, **kwargs: Any) -> Any:
+    """``sum("col")`` is the aggregate; ``sum(numbers)`` is Python's sum."""
+    if args and isinstance(args[0], (str, ColumnExpr)):
+        return agg_sum(*args, **kwargs)
+    return builtins.sum(
+        (x.value if isinstance(x, Released) else x for x in args[0]), *args[1:], **kwargs
+    )
+
+
+class _Releasable(_Frozen):
+    """Frames and grouped frames share the single-aggregate shorthands."""
+
+    __slots__ = ()
+
+    def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
+        raise NotImplementedError
+
+    def agg(self, *aggs: Aggregate) -> ReleasablePlan:
+        """Several aggregates in one release, for one composed cost."""
+        if not aggs:
+            raise PlanError("agg(...) needs at least one aggregate, e.g. agg(count())")
+        for a in aggs:
+            if not isinstance(a, Aggregate):
+                raise PlanError(
+                    f"agg(...) takes aggregates such as count(), sum('x'), mean('x'); got {a!r}"
+                )
+        return self._query(aggs, scalar=False)
+
+    def count(self) -> ReleasablePlan:
+        """Shorthand for ``.agg(count())``."""
+        return self._query((count(),), scalar=True)
+
+    def sum(self, column: Any, bounds: Any = None) -> ReleasablePlan:
+        """Shorthand for ``.agg(sum(column))``."""
+        return self._query((agg_sum(column, bounds),), scalar=True)
+
+    def mean(self, column: Any, bounds: Any = None) -> ReleasablePlan:
+        """Shorthand for ``.agg(mean(column))``."""
+        return self._query((mean(column, bounds),), scalar=True)
+
+
+class Frame(_Releasable):
+    """The rows of a dataset, possibly filtered. Holds no data, only the description."""
+
+    __slots__ = ("_dataset", "_filters")
+
+    def __init__(self, dataset: str, filters: tuple[Expr, ...] = ()) -> None:
+        _init(self, _dataset=dataset, _filters=filters)
+
+    def filter(self, condition: ColumnExpr) -> Frame:
+        """Keep rows where ``condition`` holds, e.g. ``col("age") >= 18``."""
+        if not isinstance(condition, ColumnExpr):
+            raise PlanError("filter(...) takes a condition such as col('age') >= 18")
+        return Frame(self._dataset, (*self._filters, condition._node))
+
+    def group_by(self, *columns: Any) -> GroupedFrame:
+        """Group on columns with public keys (category or bool columns)."""
+        if not columns:
+            raise PlanError("group_by(...) needs at least one column")
+        names = tuple(_column_name(c, "group_by") for c in columns)
+        return GroupedFrame(self, names)
+
+    def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
+        shape: Shape = "scalar" if scalar else "record"
+        return ReleasablePlan(Query(self._dataset, self._filters, (), tuple(a._agg for a in aggs), shape))
+
+    def __repr__(self) -> str:
+        where = " where " + " & ".join(_describe(f) for f in self._filters) if self._filters else ""
+        return f"<rows of {self._dataset!r}{where}>"
+
+
+class GroupedFrame(_Releasable):
+    """A frame grouped on public keys; ``.agg(...)`` releases one row per key."""
+
+    __slots__ = ("_frame", "_by")
+
+    def __init__(self, frame: Frame, by: tuple[str, ...]) -> None:
+        _init(self, _frame=frame, _by=by)
+
+    def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
+        f = self._frame
+        return ReleasablePlan(
+            Query(f._dataset, f._filters, self._by, tuple(a._agg for a in aggs), "table")
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self._frame!r} grouped by {', '.join(self._by)}>"
+
+
+class ReleasablePlan(_Frozen):
+    """An aggregate plan: pass it to ``release(plan, epsilon=...)``."""
+
+    __slots__ = ("_q",)
+
+    def __init__(self, query: Query) -> None:
+        check_structure(query)
+        _init(self, _q=query)
+
+    def __repr__(self) -> str:
+        q = self._q
+        aggs = ", ".join(f"{a.alias}={a.op}({a.column or ''})" for a in q.aggs)
+        by = f" by {', '.join(q.group_by)}" if q.group_by else ""
+        return f"<plan {aggs}{by} on {q.dataset!r}>"
+
+
+class Released(_Frozen):
+    """A differentially private value and its 95% confidence interval.
+
+    Behaves like a number in arithmetic (``a + b``, ``float(a)``); the result of
+    arithmetic is a plain number (post-processing).
+    """
+
+    __slots__ = ("aggregate", "ci95", "column", "mechanism", "noise_scale", "value")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        _init(
+            self,
+            value=raw["value"],
+            ci95=tuple(raw["ci95"]),
+            aggregate=raw.get("aggregate"),
+            column=raw.get("column"),
+            mechanism=raw.get("mechanism"),
+            noise_scale=raw.get("noise_scale"),
+        )
+
+    def _json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "ci95": list(self.ci95),
+            "aggregate": self.aggregate,
+            "column": self.column,
+            "mechanism": self.mechanism,
+            "noise_scale": self.noise_scale,
+        }
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(self.value, ndigits)
+
+    def __add__(self, o: Any) -> Any:
+        return self.value + _num(o)
+
+    __radd__ = __add__
+
+    def __sub__(self, o: Any) -> Any:
+        return self.value - _num(o)
+
+    def __rsub__(self, o: Any) -> Any:
+        return _num(o) - self.value
+
+    def __mul__(self, o: Any) -> Any:
+        return self.value * _num(o)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o: Any) -> Any:
+        return self.value / _num(o)
+
+    def __rtruediv__(self, o: Any) -> Any:
+        return _num(o) / self.value
+
+    def __lt__(self, o: Any) -> bool:
+        return bool(self.value < _num(o))
+
+    def __le__(self, o: Any) -> bool:
+        return bool(self.value <= _num(o))
+
+    def __gt__(self, o: Any) -> bool:
+        return bool(self.value > _num(o))
+
+    def __ge__(self, o: Any) -> bool:
+        return bool(self.value >= _num(o))
+
+    def __neg__(self) -> Any:
+        return -self.value
+
+    def __repr__(self) -> str:
+        lo, hi = self.ci95
+        return f"{self.value!r} (95% CI {lo!r} .. {hi!r})"
+
+
+def _num(o: Any) -> Any:
+    return o.value if isinstance(o, Released) else o
+
+
+def wrap_release(raw: Any) -> Any:
+    """Turn the host's JSON release into facades (the script's view of it)."""
+    if isinstance(raw, list):
+        return [
+            {k: Released(v) if isinstance(v, dict) else v for k, v in row.items()} for row in raw
+        ]
+    if "value" in raw and "ci95" in raw:
+        return Released(raw)
+    return {k: Released(v) for k, v in raw.items()}
+
+
+def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any]:
+    """The script's globals (besides builtins): the job API and the ``result`` dict."""
+
+    def dataset(name: str | None = None) -> Frame:
+        """The rows of a dataset you are granted (default: the job's dataset)."""
+        if name is None:
+            name = default_dataset
+        if not isinstance(name, str) or not name:
+            raise PlanError("dataset(name) takes the dataset's name")
+        return Frame(name)
+
+    def col(name: str) -> ColumnExpr:
+        """A column, for filter conditions: ``col("age") >= 18``."""
+        if not isinstance(name, str) or not name:
+            raise PlanError("col(name) takes a column name")
+        return ColumnExpr(Col(name))
+
+    def release(plan: ReleasablePlan, epsilon: Any = None) -> Any:
+        """Spend ``epsilon`` of your budget for a DP answer to ``plan``.
+
+        The cost is charged before the data is touched; a refused release (budget,
+        grant, invalid plan) ends the job.
+        """
+        if not isinstance(plan, ReleasablePlan):
+            raise PlanError(
+                f"release(...) takes an aggregate plan such as dataset().count() or "
+                f".agg(count(), mean('x')); got {plan!r}"
+            )
+        if epsilon is None:
+            raise PlanError("release(plan, epsilon=...) needs an epsilon")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, str)):
+            raise PlanError(f"epsilon must be a number, got {type(epsilon).__name__}")
+        return wrap_release(release_fn(plan._q, epsilon))
+
+    return {
+        "dataset": dataset,
+        "col": col,
+        "count": count,
+        "sum": sum_,
+        "mean": mean,
+        "release": release,
+        "result": {},
+    }
+
+
+# --- the result ---------------------------------------------------------------------
+
+MAX_RESULT_DEPTH = 32
+
+
+def result_to_json(value: Any, path: str = "result", depth: int = 0) -> Any:
+    """Turn the script's ``result`` into plain JSON, refusing anything but released
+    values, containers and constants.
+
+    Raises:
+        ResultRejected: naming the offending path.
+    """
+    if depth > MAX_RESULT_DEPTH:
+        raise ResultRejected(f"{path}: nested deeper than {MAX_RESULT_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ResultRejected(f"{path}: {value!r} is not representable in JSON")
+        return value
+    if isinstance(value, Released):
+        return value._json()
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise ResultRejected(f"{path}: keys must be strings, got {type(k).__name__}")
+            out[str(k)] = result_to_json(v, f"{path}[{k!r}]", depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [result_to_json(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, (Frame, GroupedFrame, ReleasablePlan, ColumnExpr, Aggregate)):
+        raise ResultRejected(
+            f"{path} is a plan ({value!r}), not a released value: plans never leave the "
+            "enclave; put release(plan, epsilon=...) in the result instead"
+        )
+    raise ResultRejected(
+        f"{path}: a {type(value).__name__} cannot be returned; results hold released values, "
+        "numbers, strings, booleans, None, lists and dicts"
+    )

@@ -1,0 +1,277 @@
+"""Query plans: immutable values built by scripts and priced by the host.
+
+A plan is a tree of frozen dataclasses. Scripts build it through the facade in
+`jobs._api`; it crosses the process boundary as plain JSON (`to_wire`) and the
+trusted host rebuilds it with `from_wire`, which trusts nothing: every node type,
+operator, name and literal is checked, and sizes are capped, because the worker
+that produced the JSON runs untrusted code.
+
+The shape of a plan follows Polars: ``dataset → filter* → group_by? → agg``.
+Only an aggregate plan (`Query`) can be released.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from ._errors import PlanError
+
+BINARY_OPS = frozenset(
+    {"add", "sub", "mul", "truediv", "eq", "ne", "lt", "le", "gt", "ge", "and", "or"}
+)
+UNARY_OPS = frozenset({"not", "neg", "is_null", "is_not_null"})
+AGG_OPS = frozenset({"count", "sum", "mean"})
+Shape = Literal["scalar", "record", "table"]
+SHAPES: tuple[Shape, ...] = ("scalar", "record", "table")
+
+MAX_NODES = 2_000
+MAX_DEPTH = 64
+MAX_NAME = 200
+MAX_IN_VALUES = 1_000
+
+Literal_ = Union[int, float, str, bool, None]
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    """A column of the dataset."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    """A constant from the script."""
+
+    value: Literal_
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    """Arithmetic, comparison or boolean combination of two expressions."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class UnaryOp:
+    """Negation, boolean not, and null tests."""
+
+    op: str
+    arg: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class IsIn:
+    """Membership in a constant list."""
+
+    arg: Expr
+    values: tuple[Literal_, ...]
+
+
+Expr = Union[Col, Lit, BinOp, UnaryOp, IsIn]
+
+
+@dataclass(frozen=True, slots=True)
+class Agg:
+    """One aggregate: ``count()``, ``sum(column)`` or ``mean(column)``.
+
+    ``bounds`` is the researcher's narrower clamp, if any; otherwise the
+    column's public bounds apply.
+    """
+
+    op: str
+    column: str | None
+    bounds: tuple[float, float] | None
+    alias: str
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A releasable plan: filters, optional public-key grouping, aggregates.
+
+    ``shape`` tells how the release is handed back: one value (``scalar``), a
+    mapping alias → value (``record``) or one row per group (``table``).
+    """
+
+    dataset: str
+    filters: tuple[Expr, ...]
+    group_by: tuple[str, ...]
+    aggs: tuple[Agg, ...]
+    shape: Shape
+
+
+# --- wire form ------------------------------------------------------------------------
+
+
+def expr_to_wire(e: Expr) -> dict[str, Any]:
+    """JSON form of an expression."""
+    if isinstance(e, Col):
+        return {"col": e.name}
+    if isinstance(e, Lit):
+        return {"lit": e.value}
+    if isinstance(e, BinOp):
+        return {"op": e.op, "args": [expr_to_wire(e.left), expr_to_wire(e.right)]}
+    if isinstance(e, UnaryOp):
+        return {"op": e.op, "args": [expr_to_wire(e.arg)]}
+    return {"op": "is_in", "args": [expr_to_wire(e.arg)], "values": list(e.values)}
+
+
+def to_wire(q: Query) -> dict[str, Any]:
+    """JSON form of a query (what the worker sends to the host)."""
+    return {
+        "dataset": q.dataset,
+        "filters": [expr_to_wire(f) for f in q.filters],
+        "group_by": list(q.group_by),
+        "aggs": [
+            {
+                "op": a.op,
+                "column": a.column,
+                "bounds": None if a.bounds is None else list(a.bounds),
+                "alias": a.alias,
+            }
+            for a in q.aggs
+        ],
+        "shape": q.shape,
+    }
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.nodes = 0
+
+    def tick(self, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise PlanError(f"plan too large (more than {MAX_NODES} expression nodes)")
+        if depth > MAX_DEPTH:
+            raise PlanError(f"expression nested deeper than {MAX_DEPTH} levels")
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        raise PlanError(f"{what} must be a non-empty string of at most {MAX_NAME} characters")
+    return value
+
+
+def check_literal(value: Any) -> Literal_:
+    """Accept only JSON scalars; floats must be finite."""
+    if value is None or isinstance(value, (bool, str)):
+        if isinstance(value, str) and len(value) > 10_000:
+            raise PlanError("string literal too long")
+        return value
+    if isinstance(value, int):
+        if abs(value) > 2**63 - 1:
+            raise PlanError("integer literal out of the 64-bit range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PlanError(f"literal must be finite, got {value!r}")
+        return value
+    raise PlanError(f"literals must be numbers, strings, booleans or None, not {type(value).__name__}")
+
+
+def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> Expr:
+    """Rebuild an expression from untrusted JSON."""
+    budget = budget or _Budget()
+    budget.tick(depth)
+    if not isinstance(raw, dict):
+        raise PlanError("malformed expression")
+    if set(raw) == {"col"}:
+        return Col(_name(raw["col"], "column name"))
+    if set(raw) == {"lit"}:
+        return Lit(check_literal(raw["lit"]))
+    op = raw.get("op")
+    args = raw.get("args")
+    if not isinstance(args, list):
+        raise PlanError("malformed expression")
+    if op in BINARY_OPS and set(raw) == {"op", "args"} and len(args) == 2:
+        return BinOp(
+            op, expr_from_wire(args[0], budget, depth + 1), expr_from_wire(args[1], budget, depth + 1)
+        )
+    if op in UNARY_OPS and set(raw) == {"op", "args"} and len(args) == 1:
+        return UnaryOp(op, expr_from_wire(args[0], budget, depth + 1))
+    if op == "is_in" and set(raw) == {"op", "args", "values"} and len(args) == 1:
+        values = raw["values"]
+        if not isinstance(values, list) or len(values) > MAX_IN_VALUES:
+            raise PlanError(f"is_in takes a list of at most {MAX_IN_VALUES} constants")
+        return IsIn(
+            expr_from_wire(args[0], budget, depth + 1), tuple(check_literal(v) for v in values)
+        )
+    raise PlanError(f"unknown expression operator {op!r}")
+
+
+def _bounds(raw: Any) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in raw)
+        or not all(math.isfinite(b) for b in raw)
+    ):
+        raise PlanError("bounds must be two finite numbers (lo, hi)")
+    lo, hi = raw
+    if lo >= hi:
+        raise PlanError(f"bounds must have lo < hi, got ({lo}, {hi})")
+    return (lo, hi)
+
+
+def from_wire(raw: Any) -> Query:
+    """Rebuild a query from untrusted JSON; structural checks only (no schema)."""
+    if not isinstance(raw, dict) or set(raw) != {"dataset", "filters", "group_by", "aggs", "shape"}:
+        raise PlanError("malformed plan")
+    budget = _Budget()
+    filters_raw, group_raw, aggs_raw = raw["filters"], raw["group_by"], raw["aggs"]
+    if not isinstance(filters_raw, list) or len(filters_raw) > 100:
+        raise PlanError("malformed plan: filters")
+    if not isinstance(group_raw, list) or len(group_raw) > 8:
+        raise PlanError("group_by takes at most 8 columns")
+    if not isinstance(aggs_raw, list) or not aggs_raw or len(aggs_raw) > 100:
+        raise PlanError("a release needs between 1 and 100 aggregates")
+    if raw["shape"] not in SHAPES:
+        raise PlanError("malformed plan: shape")
+    aggs: list[Agg] = []
+    for a in aggs_raw:
+        if not isinstance(a, dict) or set(a) != {"op", "column", "bounds", "alias"}:
+            raise PlanError("malformed aggregate")
+        if a["op"] not in AGG_OPS:
+            raise PlanError(f"unknown aggregate {a['op']!r}")
+        column = None if a["column"] is None else _name(a["column"], "aggregate column")
+        aggs.append(Agg(a["op"], column, _bounds(a["bounds"]), _name(a["alias"], "alias")))
+    group_by = tuple(_name(g, "group_by column") for g in group_raw)
+    q = Query(
+        dataset=_name(raw["dataset"], "dataset name"),
+        filters=tuple(expr_from_wire(f, budget) for f in filters_raw),
+        group_by=group_by,
+        aggs=tuple(aggs),
+        shape=raw["shape"],
+    )
+    check_structure(q)
+    return q
+
+
+def check_structure(q: Query) -> None:
+    """Checks that need no schema: aliases, shapes, aggregate arguments."""
+    aliases = [a.alias for a in q.aggs]
+    dup = sorted({x for x in aliases if aliases.count(x) > 1})
+    if dup:
+        raise PlanError(f"duplicate aggregate name(s) {', '.join(dup)}; use .alias(...)")
+    clash = sorted(set(aliases) & set(q.group_by))
+    if clash:
+        raise PlanError(f"aggregate name(s) {', '.join(clash)} clash with group_by columns")
+    if len(set(q.group_by)) != len(q.group_by):
+        raise PlanError("group_by lists a column twice")
+    if q.shape == "scalar" and (len(q.aggs) != 1 or q.group_by):
+        raise PlanError("malformed plan: scalar shape")
+    if (q.shape == "table") != bool(q.group_by):
+        raise PlanError("malformed plan: table shape")
+    for a in q.aggs:
+        if a.op == "count" and (a.column is not None or a.bounds is not None):
+            raise PlanError("count() takes no column or bounds")
+        if a.op != "count" and a.column is None:
+            raise PlanError(f"{a.op}() needs a column name")

@@ -1,0 +1,37 @@
+"""Where researcher code runs, and how it talks to the trusted host.
+
+Layers, outermost first:
+
+1. **A fresh worker process per job** (`_runner`): ``python -I`` with an empty
+   environment, a private empty working directory, only its two pipe ends open,
+   stdout/stderr of the script discarded. The process never opens a dataset: it
+   builds plan *descriptions* and asks the host to release them (invariant 5).
+2. **Resource limits** set by the worker on itself before it compiles the
+   script (`_worker`): CPU seconds, address space, file size 0, few file
+   descriptors, no core dumps; plus a wall-clock kill from the host.
+3. **RestrictedPython ≥ 9.0** (`_restrictions`): the script is compiled with
+   RestrictedPython's policy (no imports, no ``_``-names, guarded attribute and
+   item access) and executed with a minimal builtins table and the job API
+   facades as its only globals.
+
+Rejected alternatives:
+
+* *Running scripts in the server process under RestrictedPython only*: a
+  language filter is not a sandbox (RestrictedPython's own docs say so, and it
+  has had escapes); an escape there would hold the data and the ledger.
+* *``multiprocessing`` fork of the server*: the child would inherit the server's
+  memory (open datasets, tokens, DB connections). A fresh interpreter inherits
+  nothing.
+* *Reusing workers across jobs*: state could survive between jobs (a state
+  channel). Pre-warming from a clean template is left to the performance issue.
+
+What is not here yet (TODO(#5)): seccomp, network namespaces, per-job uid. The
+worker has the server's privileges minus the rlimits above; the data it could
+reach by escaping both RestrictedPython *and* finding a path to the filesystem is
+the reason those layers are the next issue.
+"""
+
+from ._restrictions import compile_script
+from ._runner import Limits, ReleaseRequest, WorkerOutcome, run_worker
+
+__all__ = ["Limits", "ReleaseRequest", "WorkerOutcome", "compile_script", "run_worker"]

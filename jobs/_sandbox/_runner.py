@@ -1,0 +1,195 @@
+"""Host side of the sandbox: start a worker, serve its release requests, enforce limits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .._errors import (
+    JobCancelled,
+    JobError,
+    PlanError,
+    ResourceLimit,
+    ResultRejected,
+    ScriptFailed,
+    ScriptRejected,
+    WallClockLimit,
+)
+from ._protocol import ProtocolError, recv, send
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-job limits. Defaults suit interactive research jobs."""
+
+    cpu_seconds: int = 60
+    memory_mb: int = 512
+    wall_seconds: float = 300.0
+    max_result_bytes: int = 1024 * 1024
+    max_printed_bytes: int = 64 * 1024
+    max_releases: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """What the worker asked for: an untrusted plan (JSON) and an ε (text)."""
+
+    index: int
+    plan: Any
+    epsilon: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOutcome:
+    """A finished script: its JSON result and printed text."""
+
+    result: Any
+    printed: str
+
+
+_FAILURE_KINDS: dict[str, Callable[[str], JobError]] = {
+    "ScriptRejected": ScriptRejected,
+    "PlanError": PlanError,
+    "ResultRejected": ResultRejected,
+    "ScriptFailed": ScriptFailed,
+    "MemoryError": lambda _m: ResourceLimit("the job exceeded its memory limit"),
+}
+
+
+class _Watchdog(threading.Thread):
+    """Kills the worker at the wall-clock limit or on cancellation."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], wall: float, cancel: threading.Event):
+        super().__init__(daemon=True)
+        self.proc, self.deadline, self.cancel = proc, time.monotonic() + wall, cancel
+        self.finished = threading.Event()
+        self.reason: str | None = None
+
+    def run(self) -> None:
+        while not self.finished.wait(0.05):
+            if self.cancel.is_set():
+                self.reason = "cancelled"
+            elif time.monotonic() >= self.deadline:
+                self.reason = "wall"
+            else:
+                continue
+            _kill(self.proc)
+            return
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_worker(
+    script: str,
+    dataset: str,
+    limits: Limits,
+    on_release: Callable[[ReleaseRequest], Any],
+    cancel: threading.Event | None = None,
+) -> WorkerOutcome:
+    """Run ``script`` in a fresh worker process; serve releases with ``on_release``.
+
+    ``on_release`` either returns the JSON release or raises; a raise ends the job
+    (the worker is killed) and propagates to the caller.
+
+    Raises:
+        JobError: script rejected or failed, limits hit, cancelled.
+        Exception: whatever ``on_release`` raised.
+    """
+    cancel = cancel or threading.Event()
+    with tempfile.TemporaryDirectory(prefix="enclave-job-") as workdir:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "jobs._sandbox._worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={},
+            cwd=workdir,
+            close_fds=True,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        watchdog = _Watchdog(proc, limits.wall_seconds, cancel)
+        watchdog.start()
+        try:
+            return _converse(proc, script, dataset, limits, on_release, watchdog)
+        finally:
+            watchdog.finished.set()
+            _kill(proc)
+            proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
+
+
+def _converse(
+    proc: subprocess.Popen[bytes],
+    script: str,
+    dataset: str,
+    limits: Limits,
+    on_release: Callable[[ReleaseRequest], Any],
+    watchdog: _Watchdog,
+) -> WorkerOutcome:
+    assert proc.stdin is not None and proc.stdout is not None
+    released = 0
+    try:
+        send(proc.stdin, {"script": script, "dataset": dataset, "limits": asdict(limits)})
+        while True:
+            message = recv(proc.stdout)
+            if not isinstance(message, dict):
+                raise ProtocolError("message is not an object")
+            op = message.get("op")
+            if op == "release":
+                if released >= limits.max_releases:
+                    raise ResourceLimit(f"a job may make at most {limits.max_releases} releases")
+                request = ReleaseRequest(released, message.get("plan"), str(message.get("epsilon")))
+                released += 1
+                value = on_release(request)
+                send(proc.stdin, {"ok": True, "release": value})
+            elif op == "done":
+                return _outcome(message, limits)
+            elif op == "failed":
+                factory = _FAILURE_KINDS.get(str(message.get("kind")), ScriptFailed)
+                raise factory(str(message.get("message"))[:4000])
+            else:
+                raise ProtocolError(f"unknown op {op!r}")
+    except (EOFError, BrokenPipeError, ProtocolError) as err:
+        proc.wait()
+        if watchdog.reason == "cancelled":
+            raise JobCancelled("the job was cancelled") from None
+        if watchdog.reason == "wall":
+            raise WallClockLimit(
+                f"the job ran longer than its wall-clock limit of {limits.wall_seconds:g} s"
+            ) from None
+        if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            raise ResourceLimit(
+                f"the job used more than its CPU limit of {limits.cpu_seconds} s"
+            ) from None
+        raise ResourceLimit(
+            f"the job's worker process ended unexpectedly (exit status {proc.returncode}), "
+            f"most likely at its memory limit of {limits.memory_mb} MiB"
+        ) from err
+
+
+def _outcome(message: dict[str, Any], limits: Limits) -> WorkerOutcome:
+    import json
+
+    result = message.get("result")
+    size = len(json.dumps(result))
+    if size > limits.max_result_bytes:
+        raise ResultRejected(
+            f"the result is {size} bytes, more than the limit of {limits.max_result_bytes}"
+        )
+    printed = message.get("printed")
+    return WorkerOutcome(result, printed if isinstance(printed, str) else "")

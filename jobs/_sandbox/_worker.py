@@ -1,0 +1,106 @@
+"""The worker process: runs one script, then exits. Started by `_runner`.
+
+Runs as ``python -I -m jobs._sandbox._worker``. Everything before `_apply_limits`
+is trusted code; from the moment the script is compiled, this process is assumed
+hostile, which is why it holds nothing worth stealing: no data, no database, no
+tokens, an empty environment.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from typing import IO, Any
+
+from .._api import make_namespace, result_to_json
+from .._errors import PlanError, ResultRejected, ScriptRejected
+from .._plan import Query, to_wire
+from ._protocol import recv, send
+from ._restrictions import compile_script, restricted_globals
+
+
+def _apply_limits(limits: dict[str, Any]) -> None:
+    cpu = int(limits["cpu_seconds"])
+    memory = int(limits["memory_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+    sys.setrecursionlimit(500)
+
+
+def _epsilon_text(epsilon: Any) -> str:
+    return repr(epsilon) if isinstance(epsilon, float) else str(epsilon)
+
+
+def _run(inp: IO[bytes], out: IO[bytes]) -> None:
+    start = recv(inp)
+    _apply_limits(start["limits"])
+    try:
+        code = compile_script(start["script"])
+    except ScriptRejected as err:
+        send(out, {"op": "failed", "kind": "ScriptRejected", "message": str(err)})
+        return
+
+    def release_fn(query: Query, epsilon: Any) -> Any:
+        send(out, {"op": "release", "plan": to_wire(query), "epsilon": _epsilon_text(epsilon)})
+        reply = recv(inp)
+        if not isinstance(reply, dict) or reply.get("ok") is not True:
+            # A refused release ends the job; the host records why.
+            os._exit(0)
+        return reply["release"]
+
+    namespace = make_namespace(release_fn, start["dataset"])
+    env = restricted_globals(namespace)
+    max_printed = int(start["limits"]["max_printed_bytes"])
+    try:
+        exec(code, env)
+        result = result_to_json(env.get("result"))
+    except PlanError as err:
+        send(out, {"op": "failed", "kind": "PlanError", "message": str(err)})
+        return
+    except ResultRejected as err:
+        send(out, {"op": "failed", "kind": "ResultRejected", "message": str(err)})
+        return
+    except MemoryError:
+        send(out, {"op": "failed", "kind": "MemoryError", "message": "memory limit exceeded"})
+        return
+    except RecursionError:
+        send(out, {"op": "failed", "kind": "ScriptFailed", "message": "RecursionError: too deep"})
+        return
+    except BaseException as err:  # the script's own failure; its text is its own
+        message = f"{type(err).__name__}: {err}"[:4000]
+        send(out, {"op": "failed", "kind": "ScriptFailed", "message": message})
+        return
+    collector = env.get("_print")
+    printed = collector() if callable(collector) else ""
+    if len(printed.encode()) > max_printed:
+        printed = printed.encode()[:max_printed].decode(errors="ignore") + "\n[output truncated]"
+    send(out, {"op": "done", "result": result, "printed": printed})
+
+
+def main() -> None:
+    """Take the protocol pipes off fds 0/1 so that nothing else can write to them."""
+    inp = os.fdopen(os.dup(0), "rb", buffering=0)
+    out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    try:
+        _run(inp, out)
+    except MemoryError:
+        try:
+            send(out, {"op": "failed", "kind": "MemoryError", "message": "memory limit exceeded"})
+        except BaseException:
+            os._exit(3)
+    except Exception:  # protocol trouble: the host sees EOF and reports a crash
+        os._exit(2)
+    out.close()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

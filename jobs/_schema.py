@@ -1,0 +1,372 @@
+"""Dataset schemas: the provider's public metadata, and the check that data obeys it.
+
+A schema is public. Everything the privacy analysis assumes (column types,
+numeric bounds, category lists, the privacy unit, an upper bound on the number
+of rows) comes from here and never from the data, so that costs depend on the
+plan and this file alone (invariant 4). Registration then *checks* the data
+against those claims and refuses it otherwise, so the claims hold for what is
+stored.
+
+Example::
+
+    description = "Overnight stays reported by accommodation providers"
+    max_rows = 1_000_000
+    privacy_unit = { column = "visitor_id", max_rows_per_person = 5 }
+
+    [columns.visitor_id]
+    type = "string"
+
+    [columns.region]
+    type = "category"
+    categories = ["north", "south"]
+
+    [columns.nights]
+    type = "int"
+    bounds = [1, 30]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import DataMismatch, SchemaError
+
+ColumnType = Literal["int", "float", "bool", "category", "string"]
+COLUMN_TYPES: tuple[ColumnType, ...] = ("int", "float", "bool", "category", "string")
+#: Default public upper bound on a dataset's size. It enters the sensitivity of
+#: float sums (OpenDP accounts for float rounding with it), so providers with
+#: larger tables must declare ``max_rows``.
+DEFAULT_MAX_ROWS = 10_000_000
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """One column's public description."""
+
+    name: str
+    type: ColumnType
+    bounds: tuple[float, float] | None = None
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+    description: str = ""
+
+    @property
+    def is_numeric(self) -> bool:
+        """Whether sums and means apply."""
+        return self.type in ("int", "float", "bool")
+
+    @property
+    def numeric_bounds(self) -> tuple[float, float] | None:
+        """Bounds, with booleans read as 0/1."""
+        return (0, 1) if self.type == "bool" else self.bounds
+
+    @property
+    def keys(self) -> tuple[Any, ...] | None:
+        """Public group keys, if the column has any."""
+        if self.type == "bool":
+            return (False, True)
+        return self.categories
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyUnit:
+    """Whom the guarantee protects: one row, or all rows of one identifier."""
+
+    identifier: str | None = None
+    max_rows_per_person: int = 1
+
+    @property
+    def d_in(self) -> int:
+        """Symmetric distance between neighbouring datasets (rows added or removed).
+
+        With an identifier bounded to k rows (checked at registration), adding or
+        removing one person changes at most k rows.
+        """
+        return self.max_rows_per_person
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """A dataset's public schema."""
+
+    columns: tuple[ColumnSpec, ...]
+    privacy_unit: PrivacyUnit
+    max_rows: int = DEFAULT_MAX_ROWS
+    description: str = ""
+
+    def column(self, name: str) -> ColumnSpec | None:
+        """The column called ``name``, or None."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def names(self) -> list[str]:
+        """Column names in declaration order."""
+        return [c.name for c in self.columns]
+
+    # --- serialisation -------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, text: str) -> Schema:
+        """Parse and check a schema TOML.
+
+        Raises:
+            SchemaError: with a message naming the offending key.
+        """
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise SchemaError(f"schema is not valid TOML: {err}") from err
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Schema:
+        """Build from the TOML/JSON structure (see the module docstring)."""
+        known = {"description", "max_rows", "privacy_unit", "columns"}
+        extra = sorted(set(raw) - known)
+        if extra:
+            raise SchemaError(f"unknown schema key(s): {', '.join(extra)}")
+        columns_raw = raw.get("columns")
+        if not isinstance(columns_raw, dict) or not columns_raw:
+            raise SchemaError("schema needs a [columns.NAME] table for each column")
+        columns = tuple(_parse_column(name, spec) for name, spec in columns_raw.items())
+        max_rows = raw.get("max_rows", DEFAULT_MAX_ROWS)
+        if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
+            raise SchemaError("max_rows must be a positive integer")
+        unit = _parse_unit(raw.get("privacy_unit", "row"), {c.name: c for c in columns})
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            raise SchemaError("description must be a string")
+        return cls(columns, unit, max_rows, description)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The structure `from_dict` reads (stored in the catalog as JSON)."""
+        cols: dict[str, Any] = {}
+        for c in self.columns:
+            spec: dict[str, Any] = {"type": c.type}
+            if c.bounds is not None:
+                spec["bounds"] = list(c.bounds)
+            if c.categories is not None:
+                spec["categories"] = list(c.categories)
+            if c.nullable:
+                spec["nullable"] = True
+            if c.description:
+                spec["description"] = c.description
+            cols[c.name] = spec
+        unit: Any = (
+            "row"
+            if self.privacy_unit.identifier is None
+            else {
+                "column": self.privacy_unit.identifier,
+                "max_rows_per_person": self.privacy_unit.max_rows_per_person,
+            }
+        )
+        return {
+            "description": self.description,
+            "max_rows": self.max_rows,
+            "privacy_unit": unit,
+            "columns": cols,
+        }
+
+    def to_json(self) -> str:
+        """JSON in declaration order (column order is part of the schema)."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Schema:
+        """Inverse of `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+def _parse_column(name: str, spec: Any) -> ColumnSpec:
+    if not name or not set(name) <= _NAME_OK or name[0].isdigit():
+        raise SchemaError(f"column name {name!r} must be letters, digits and _ (not first digit)")
+    if not isinstance(spec, dict):
+        raise SchemaError(f"column {name!r}: expected a table with at least `type`")
+    extra = sorted(set(spec) - {"type", "bounds", "categories", "nullable", "description"})
+    if extra:
+        raise SchemaError(f"column {name!r}: unknown key(s) {', '.join(extra)}")
+    ctype = spec.get("type")
+    if ctype not in COLUMN_TYPES:
+        raise SchemaError(f"column {name!r}: type must be one of {', '.join(COLUMN_TYPES)}")
+    bounds = spec.get("bounds")
+    categories = spec.get("categories")
+    if ctype in ("int", "float"):
+        if bounds is None:
+            raise SchemaError(f"column {name!r}: numeric columns need public bounds = [lo, hi]")
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        ):
+            raise SchemaError(f"column {name!r}: bounds must be two numbers [lo, hi]")
+        lo, hi = bounds
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+            raise SchemaError(f"column {name!r}: bounds must be finite with lo < hi, got {bounds}")
+        if ctype == "int" and not (isinstance(lo, int) and isinstance(hi, int)):
+            raise SchemaError(f"column {name!r}: bounds of an int column must be integers")
+        bounds = (lo, hi) if ctype == "int" else (float(lo), float(hi))
+    elif bounds is not None:
+        raise SchemaError(f"column {name!r}: bounds apply only to int and float columns")
+    if ctype == "category":
+        if (
+            not isinstance(categories, list)
+            or not categories
+            or not all(isinstance(v, str) for v in categories)
+            or len(set(categories)) != len(categories)
+        ):
+            raise SchemaError(
+                f"column {name!r}: category columns need public categories = [...] "
+                "(distinct strings)"
+            )
+        categories = tuple(categories)
+    elif categories is not None:
+        raise SchemaError(f"column {name!r}: categories apply only to category columns")
+    nullable = spec.get("nullable", False)
+    if not isinstance(nullable, bool):
+        raise SchemaError(f"column {name!r}: nullable must be true or false")
+    description = spec.get("description", "")
+    return ColumnSpec(name, ctype, bounds, categories, nullable, str(description))
+
+
+def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
+    if raw == "row":
+        return PrivacyUnit()
+    if not isinstance(raw, dict) or set(raw) - {"column", "max_rows_per_person"}:
+        raise SchemaError(
+            'privacy_unit must be "row" or { column = "ID", max_rows_per_person = K }'
+        )
+    ident = raw.get("column")
+    k = raw.get("max_rows_per_person")
+    if ident not in columns:
+        raise SchemaError(f"privacy_unit.column {ident!r} is not a declared column")
+    if columns[ident].type not in ("int", "string"):
+        raise SchemaError(f"privacy_unit.column {ident!r} must be an int or string column")
+    if columns[ident].nullable:
+        raise SchemaError(f"privacy_unit.column {ident!r} cannot be nullable")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise SchemaError("privacy_unit.max_rows_per_person must be a positive integer")
+    return PrivacyUnit(str(ident), k)
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetHandle:
+    """What the host knows of a registered dataset: its public schema and its file."""
+
+    name: str
+    schema: Schema
+    path: Path
+
+
+# --- data validation (provider side) -------------------------------------------------
+
+
+def conform(frame: Any, schema: Schema) -> Any:
+    """Check a Polars DataFrame against ``schema``; return it cast to the stored types.
+
+    Raises:
+        DataMismatch: naming the column, the problem, and (for the provider) the
+            first offending rows.
+    """
+    import polars as pl
+
+    problems: list[str] = []
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise DataMismatch(f"column(s) missing from the data: {', '.join(missing)}")
+    undeclared = [n for n in frame.columns if schema.column(n) is None]
+    if undeclared:
+        raise DataMismatch(
+            f"column(s) in the data but not in the schema: {', '.join(undeclared)} "
+            "(declare them, or drop them before registering)"
+        )
+    if frame.height > schema.max_rows:
+        raise DataMismatch(f"the data has {frame.height} rows, more than max_rows={schema.max_rows}")
+    target = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
+    out: dict[str, Any] = {}
+    for spec in schema.columns:
+        series = frame.get_column(spec.name)
+        if spec.type == "bool" and series.dtype == pl.String:
+            # CSV text: accept the usual spellings, strictly.
+            mapped = series.str.to_lowercase().replace_strict(
+                _BOOL_TEXT, default=None, return_dtype=pl.Boolean
+            )
+            bad_rows = frame.with_row_index("_row").filter(mapped.is_null() & series.is_not_null())
+            if bad_rows.height:
+                problems.append(
+                    f"column {spec.name!r}: values are not bool (true/false/1/0/yes/no): "
+                    f"{_first_rows(bad_rows, spec.name)}"
+                )
+                continue
+            series = mapped.alias(spec.name)
+        if spec.type in target:
+            try:
+                series = series.cast(target[spec.type], strict=True)
+            except Exception:  # polars raises several types for failed casts
+                bad = _first_rows(frame.with_row_index("_row").filter(
+                    series.cast(target[spec.type], strict=False).is_null() & series.is_not_null()
+                ), spec.name)
+                problems.append(f"column {spec.name!r}: values are not {spec.type}: {bad}")
+                continue
+        else:
+            series = series.cast(pl.String)
+        rows = frame.with_row_index("_row").with_columns(series.alias(spec.name))
+        if not spec.nullable and series.null_count():
+            problems.append(
+                f"column {spec.name!r}: {series.null_count()} null value(s) but the column "
+                f"is not nullable: {_first_rows(rows.filter(pl.col(spec.name).is_null()), spec.name)}"
+            )
+        if spec.type == "float":
+            nan = rows.filter(pl.col(spec.name).is_nan())
+            if nan.height:
+                problems.append(f"column {spec.name!r}: NaN values: {_first_rows(nan, spec.name)}")
+        if spec.bounds is not None:
+            lo, hi = spec.bounds
+            out_of = rows.filter((pl.col(spec.name) < lo) | (pl.col(spec.name) > hi))
+            if out_of.height:
+                problems.append(
+                    f"column {spec.name!r}: {out_of.height} value(s) outside bounds [{lo}, {hi}]: "
+                    f"{_first_rows(out_of, spec.name)}"
+                )
+        if spec.categories is not None:
+            unknown = rows.filter(
+                pl.col(spec.name).is_not_null() & ~pl.col(spec.name).is_in(list(spec.categories))
+            )
+            if unknown.height:
+                problems.append(
+                    f"column {spec.name!r}: {unknown.height} value(s) not among the declared "
+                    f"categories: {_first_rows(unknown, spec.name)}"
+                )
+        out[spec.name] = series
+    if problems:
+        raise DataMismatch("the data does not match the schema:\n  " + "\n  ".join(problems))
+    conformed = pl.DataFrame(out)
+    unit = schema.privacy_unit
+    if unit.identifier is not None:
+        counts = conformed.group_by(unit.identifier).len()
+        over = counts.filter(pl.col("len") > unit.max_rows_per_person)
+        if over.height:
+            sample = ", ".join(f"{r[0]!r} ({r[1]} rows)" for r in over.head(5).iter_rows())
+            raise DataMismatch(
+                f"privacy unit column {unit.identifier!r}: {over.height} identifier(s) have more "
+                f"than max_rows_per_person={unit.max_rows_per_person} rows, e.g. {sample}"
+            )
+    return conformed
+
+
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _first_rows(rows: Any, column: str, limit: int = 5) -> str:
+    # Row numbers are 1-based data rows (header excluded), as a spreadsheet shows them.
+    items = [f"row {r + 1}: {v!r}" for r, v in rows.select("_row", column).head(limit).iter_rows()]
+    more = "" if rows.height <= limit else f" (and {rows.height - limit} more)"
+    return "; ".join(items) + more

@@ -1,0 +1,228 @@
+"""Job lifecycle: submission, execution in a worker, the release path, watching.
+
+The release path (`JobService._release`) is the heart of Enclave and runs in
+the trusted host, in this order:
+
+1. parse the untrusted plan and ε; resolve the dataset; check the grant;
+2. price the plan against the public schema (no data);
+3. debit the ledger atomically — a refusal here costs nothing;
+4. record the release, then evaluate the measurement on the data;
+5. hand the noisy value back to the worker.
+
+A failure at step 4 keeps the debit (charge before release: a crash loses
+budget, never privacy).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from budget import Ledger, parse_epsilon, to_quanta
+
+from . import _compiler
+from ._schema import DatasetHandle
+from ._errors import AccessDenied, JobCancelled, JobError, ServiceStopping
+from ._plan import from_wire, to_wire
+from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
+from ._store import JobRecord, JobState, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class DatasetCatalog(Protocol):
+    """What the job service needs from the catalog (provided by `enclave`)."""
+
+    def resolve(self, name: str) -> DatasetHandle:
+        """The dataset's schema and file; raises `UnknownDataset`."""
+        ...
+
+
+Classifier = Callable[[BaseException], str]
+
+
+class JobService:
+    """Runs jobs on a bounded pool of worker processes.
+
+    Args:
+        store: job and release rows.
+        ledger: the privacy budget.
+        catalog: resolves dataset names to schemas and files.
+        classify: maps an exception to the status code name stored with a failed
+            job (enclave passes its single error→status table).
+        limits: per-job sandbox limits.
+        max_concurrent: jobs running at once; others wait QUEUED.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        ledger: Ledger,
+        catalog: DatasetCatalog,
+        classify: Classifier,
+        limits: Limits | None = None,
+        max_concurrent: int = 4,
+    ) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._catalog = catalog
+        self._classify = classify
+        self.limits = limits or Limits()
+        self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="enclave-job")
+        self._cancels: dict[str, threading.Event] = {}
+        self._changed = threading.Condition()
+        self._version = 0
+        self._accepting = True
+
+    # --- submission -----------------------------------------------------------------
+
+    def submit(self, principal: str, dataset: str, script: str, request_id: str = "") -> JobRecord:
+        """Validate and queue a job; idempotent on ``(principal, request_id)``.
+
+        Raises:
+            ScriptRejected, UnknownDataset, AccessDenied, RequestConflict.
+        """
+        if not self._accepting:
+            raise ServiceStopping("the server is shutting down and accepts no new jobs; retry later")
+        compile_script(script)
+        self._catalog.resolve(dataset)
+        if not self._ledger.has_grant(principal, dataset):
+            raise AccessDenied(f"you have no grant on dataset {dataset!r}")
+        job_id = uuid.uuid4().hex
+        job, created = self._store.create(
+            job_id, principal, request_id or f"auto-{job_id}", dataset, script
+        )
+        if created:
+            self._cancels[job.id] = threading.Event()
+            self._pool.submit(self._run, job)
+            log.info("job %s queued for %s on %s", job.id, principal, dataset)
+        return job
+
+    def get(self, job_id: str, *, principal: str | None = None) -> JobRecord:
+        """A job (of ``principal`` only, if given)."""
+        return self._store.get(job_id, principal=principal)
+
+    def list(self, principal: str | None, *, limit: int = 50, before: str | None = None) -> list[JobRecord]:
+        """Jobs newest first."""
+        return self._store.list(principal, limit=limit, before=before)
+
+    def cancel(self, job_id: str, *, principal: str | None = None) -> JobRecord:
+        """Stop a job. Releases already made stay charged."""
+        job = self._store.get(job_id, principal=principal)
+        if not job.state.final:
+            event = self._cancels.get(job_id)
+            if event is not None:
+                event.set()
+            if self._store.finish(
+                job_id, JobState.CANCELLED, error_code="CANCELLED",
+                error_message="cancelled at the researcher's request",
+            ):
+                self._notify()
+        return self._store.get(job_id)
+
+    def watch(
+        self, job_id: str, *, principal: str | None = None, active: Callable[[], bool] = lambda: True
+    ) -> Iterator[JobRecord]:
+        """Yield the job now and at each state change, ending at a final state."""
+        last: JobState | None = None
+        while active():
+            with self._changed:
+                seen = self._version
+            job = self._store.get(job_id, principal=principal)
+            if job.state != last:
+                last = job.state
+                yield job
+            if job.state.final:
+                return
+            with self._changed:
+                self._changed.wait_for(lambda: self._version != seen, timeout=1.0)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    # --- execution ------------------------------------------------------------------
+
+    def _run(self, job: JobRecord) -> None:
+        cancel = self._cancels.setdefault(job.id, threading.Event())
+        try:
+            if not self._accepting:
+                self._store.finish(
+                    job.id, JobState.FAILED, error_code="UNAVAILABLE",
+                    error_message="the server stopped before the job started; nothing was charged",
+                )
+                return
+            if not self._store.mark_running(job.id):
+                return
+            self._notify()
+            try:
+                outcome = run_worker(
+                    job.script,
+                    job.dataset,
+                    self.limits,
+                    lambda request: self._release(job, request),
+                    cancel,
+                )
+            except JobCancelled:
+                self._store.finish(job.id, JobState.CANCELLED, error_code="CANCELLED",
+                                   error_message="the job was cancelled")
+            except Exception as err:
+                code = self._classify(err)
+                if not isinstance(err, JobError) and code in ("INTERNAL", "UNKNOWN"):
+                    log.exception("job %s failed", job.id)
+                self._store.finish(
+                    job.id, JobState.FAILED, error_code=code, error_message=str(err)
+                )
+            else:
+                self._store.finish(
+                    job.id, JobState.SUCCEEDED, result=outcome.result, printed=outcome.printed
+                )
+        except Exception:  # pragma: no cover - never let a job thread die silently
+            log.exception("job %s: internal error", job.id)
+            self._store.finish(job.id, JobState.FAILED, error_code="INTERNAL",
+                               error_message="internal error; see the server log")
+        finally:
+            self._cancels.pop(job.id, None)
+            self._notify()
+
+    def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
+        query = from_wire(request.plan)
+        epsilon = parse_epsilon(request.epsilon)
+        handle = self._catalog.resolve(query.dataset)
+        if not self._ledger.has_grant(job.principal, query.dataset):
+            raise AccessDenied(f"you have no grant on dataset {query.dataset!r}")
+        priced = _compiler.price(query, handle, epsilon)
+        self._ledger.debit(
+            job.principal, query.dataset, epsilon, job_id=job.id, release_index=request.index
+        )
+        mechanisms = sorted({d for d, _s, _a in priced.accuracy.values()})
+        self._store.add_release(
+            job.id, request.index, query.dataset, to_wire(query), to_quanta(epsilon),
+            ", ".join(mechanisms),
+        )
+        self._notify()
+        value = _compiler.evaluate(priced)
+        self._store.set_release_value(job.id, request.index, value)
+        return value
+
+    # --- shutdown -------------------------------------------------------------------
+
+    def shutdown(self, grace: float = 30.0) -> None:
+        """Stop accepting jobs, let running ones finish for ``grace`` s, then cancel them."""
+        self._accepting = False
+        done = threading.Event()
+
+        def _wait() -> None:
+            self._pool.shutdown(wait=True)
+            done.set()
+
+        threading.Thread(target=_wait, daemon=True).start()
+        if not done.wait(grace):
+            for event in list(self._cancels.values()):
+                event.set()
+            done.wait(10)

@@ -1,0 +1,345 @@
+"""Persistent job records and release records (SQLAlchemy).
+
+A job row is created QUEUED and is idempotent on ``(principal, request_id)``:
+a unique constraint makes a retried submission find the first job instead of
+creating (and charging) a second one, even when two retries race.
+
+Release rows keep what each release cost and returned, so a job that fails
+after some releases still shows the researcher what they paid for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from budget import from_quanta, to_quanta
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from ._errors import JobNotFound, RequestConflict
+
+metadata = MetaData()
+
+jobs_table = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("principal", String(200), nullable=False),
+    Column("request_id", String(200), nullable=False),
+    Column("dataset", String(200), nullable=False),
+    Column("script", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("result_json", Text, nullable=True),
+    Column("printed", Text, nullable=True),
+    Column("error_code", String(40), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("principal", "request_id", name="uq_job_request"),
+)
+
+releases_table = Table(
+    "releases",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("dataset", String(200), nullable=False),
+    Column("plan_json", Text, nullable=False),
+    Column("epsilon_q", BigInteger, nullable=False),
+    Column("mechanism", String(200), nullable=False),
+    Column("value_json", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class JobState(enum.StrEnum):
+    """Lifecycle of a job; the last three are final."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def final(self) -> bool:
+        """Whether the job can no longer change."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    """One release of a job: its cost, mechanism and released value."""
+
+    index: int
+    dataset: str
+    plan: Any
+    epsilon: Decimal
+    mechanism: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored."""
+
+    id: str
+    principal: str
+    request_id: str
+    dataset: str
+    script: str
+    state: JobState
+    result: Any
+    printed: str
+    error_code: str | None
+    error_message: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    releases: tuple[ReleaseRecord, ...]
+
+    @property
+    def epsilon_spent(self) -> Decimal:
+        """Total ε charged by this job (exact)."""
+        return from_quanta(sum(to_quanta(r.epsilon) for r in self.releases))
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class JobStore:
+    """Job and release rows on one engine."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def create_tables(self) -> None:
+        """Create the tables if missing."""
+        metadata.create_all(self._engine)
+
+    def create(
+        self, job_id: str, principal: str, request_id: str, dataset: str, script: str
+    ) -> tuple[JobRecord, bool]:
+        """Insert a QUEUED job, or return the existing one for this request_id.
+
+        Returns:
+            The job and whether it was created now.
+
+        Raises:
+            RequestConflict: the request_id was used for a different script/dataset.
+        """
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(jobs_table).values(
+                        id=job_id,
+                        principal=principal,
+                        request_id=request_id,
+                        dataset=dataset,
+                        script=script,
+                        state=JobState.QUEUED.value,
+                        created_at=self._clock(),
+                    )
+                )
+            return self.get(job_id), True
+        except IntegrityError:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(jobs_table.c.id).where(
+                        jobs_table.c.principal == principal, jobs_table.c.request_id == request_id
+                    )
+                ).first()
+            if row is None:  # pragma: no cover - the conflict was on something else
+                raise
+            existing = self.get(row.id)
+            if existing.script != script or existing.dataset != dataset:
+                raise RequestConflict(
+                    f"request_id {request_id!r} was already used for job {existing.id} with a "
+                    "different script or dataset; use a new request_id for a new job"
+                ) from None
+            return existing, False
+
+    def mark_running(self, job_id: str) -> bool:
+        """QUEUED → RUNNING; False if the job is no longer queued (e.g. cancelled)."""
+        with self._engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(jobs_table)
+                    .where(jobs_table.c.id == job_id, jobs_table.c.state == JobState.QUEUED.value)
+                    .values(state=JobState.RUNNING.value, started_at=self._clock())
+                ).rowcount
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        result: Any = None,
+        printed: str = "",
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Move a job to a final state, once. False if it was already final."""
+        with self._engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(jobs_table)
+                    .where(
+                        jobs_table.c.id == job_id,
+                        jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                    )
+                    .values(
+                        state=state.value,
+                        result_json=None if result is None else json.dumps(result),
+                        printed=printed,
+                        error_code=error_code,
+                        error_message=error_message,
+                        finished_at=self._clock(),
+                    )
+                ).rowcount
+            )
+
+    def fail_unfinished(self, message: str) -> int:
+        """At start-up: jobs left QUEUED/RUNNING by a stopped server can never finish."""
+        with self._engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(jobs_table)
+                    .where(jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+                    .values(
+                        state=JobState.FAILED.value,
+                        error_code="ABORTED",
+                        error_message=message,
+                        finished_at=self._clock(),
+                    )
+                ).rowcount
+            )
+
+    def add_release(
+        self,
+        job_id: str,
+        index: int,
+        dataset: str,
+        plan: Any,
+        epsilon_q: int,
+        mechanism: str,
+    ) -> None:
+        """Record a release right after its debit, before its value exists."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(releases_table).values(
+                    job_id=job_id,
+                    idx=index,
+                    dataset=dataset,
+                    plan_json=json.dumps(plan),
+                    epsilon_q=epsilon_q,
+                    mechanism=mechanism,
+                    value_json=None,
+                    created_at=self._clock(),
+                )
+            )
+
+    def set_release_value(self, job_id: str, index: int, value: Any) -> None:
+        """Attach the released (noisy) value to its record."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(releases_table)
+                .where(releases_table.c.job_id == job_id, releases_table.c.idx == index)
+                .values(value_json=json.dumps(value))
+            )
+
+    def get(self, job_id: str, *, principal: str | None = None) -> JobRecord:
+        """One job; with ``principal``, only if it belongs to them.
+
+        Raises:
+            JobNotFound: also when the job belongs to someone else, so that ids of
+                other people's jobs are indistinguishable from wrong ids.
+        """
+        query = select(jobs_table).where(jobs_table.c.id == job_id)
+        if principal is not None:
+            query = query.where(jobs_table.c.principal == principal)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            rels = conn.execute(
+                select(releases_table)
+                .where(releases_table.c.job_id == job_id)
+                .order_by(releases_table.c.idx)
+            ).mappings().all()
+        return _record(row, rels)
+
+    def list(
+        self, principal: str | None, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        """Jobs newest first; ``before`` is the id of the last job of the previous page."""
+        query = select(jobs_table.c.id, jobs_table.c.created_at)
+        if principal is not None:
+            query = query.where(jobs_table.c.principal == principal)
+        with self._engine.connect() as conn:
+            if before is not None:
+                anchor = conn.execute(
+                    select(jobs_table.c.created_at).where(jobs_table.c.id == before)
+                ).first()
+                if anchor is not None:
+                    query = query.where(
+                        (jobs_table.c.created_at < anchor.created_at)
+                        | ((jobs_table.c.created_at == anchor.created_at) & (jobs_table.c.id < before))
+                    )
+            ids = conn.execute(
+                query.order_by(jobs_table.c.created_at.desc(), jobs_table.c.id.desc()).limit(limit)
+            ).all()
+        return [self.get(r.id) for r in ids]
+
+
+def _record(row: Any, rels: Any) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        principal=row["principal"],
+        request_id=row["request_id"],
+        dataset=row["dataset"],
+        script=row["script"],
+        state=JobState(row["state"]),
+        result=None if row["result_json"] is None else json.loads(row["result_json"]),
+        printed=row["printed"] or "",
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        releases=tuple(
+            ReleaseRecord(
+                index=r["idx"],
+                dataset=r["dataset"],
+                plan=json.loads(r["plan_json"]),
+                epsilon=from_quanta(r["epsilon_q"]),
+                mechanism=r["mechanism"],
+                value=None if r["value_json"] is None else json.loads(r["value_json"]),
+            )
+            for r in rels
+        ),
+    )
