@@ -282,7 +282,8 @@ class Ledger:
             head = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
             seq = head.seq + 1
             digest = _chain(
-                head.hash, _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now)
+                head.hash,
+                _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now),
             )
             conn.execute(
                 insert(ledger_entries).values(
@@ -306,8 +307,16 @@ class Ledger:
             if moved != 1:  # another writer extended the chain; roll everything back
                 raise RuntimeError("ledger head moved during debit; retry")
         return LedgerEntry(
-            seq, "debit", principal, dataset, job_id, release_index, from_quanta(q), now,
-            head.hash, digest,
+            seq,
+            "debit",
+            principal,
+            dataset,
+            job_id,
+            release_index,
+            from_quanta(q),
+            now,
+            head.hash,
+            digest,
         )
 
     def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:
@@ -353,8 +362,14 @@ class Ledger:
                 digest = _chain(
                     prev,
                     _canonical(
-                        r["seq"], r["kind"], r["principal"], r["dataset"], r["job_id"],
-                        r["release_index"], r["epsilon_q"], r["created_at"],
+                        r["seq"],
+                        r["kind"],
+                        r["principal"],
+                        r["dataset"],
+                        r["job_id"],
+                        r["release_index"],
+                        r["epsilon_q"],
+                        r["created_at"],
                     ),
                 )
                 if digest != r["hash"]:
@@ -362,5 +377,7 @@ class Ledger:
                 prev = digest
                 expected_seq += 1
         if head.seq != expected_seq - 1 or head.hash != prev:
-            raise LedgerCorrupt(expected_seq, f"chain ends at entry {expected_seq - 1} but head is {head.seq}")
+            raise LedgerCorrupt(
+                expected_seq, f"chain ends at entry {expected_seq - 1} but head is {head.seq}"
+            )
         return prev

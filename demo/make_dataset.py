@@ -1,5 +1,7 @@
-"""Generate the synthetic confidential dataset of the demo: overnight stays in a
-regional tourism data hub (in the spirit of Apidae Tourisme in Auvergne-Rhône-Alpes).
+"""Generate the synthetic confidential dataset of the demo.
+
+Overnight stays in a regional tourism data hub, in the spirit of Apidae
+Tourisme in Auvergne-Rhône-Alpes.
 
 Deterministic: the same seed gives the same file, byte for byte. This is test
 data, not a release path, so it uses Python's seeded PRNG.
@@ -15,8 +17,18 @@ import random
 from pathlib import Path
 
 DEPARTMENTS = [
-    "ain", "allier", "ardeche", "cantal", "drome", "isere", "loire", "haute_loire",
-    "puy_de_dome", "rhone", "savoie", "haute_savoie",
+    "ain",
+    "allier",
+    "ardeche",
+    "cantal",
+    "drome",
+    "isere",
+    "loire",
+    "haute_loire",
+    "puy_de_dome",
+    "rhone",
+    "savoie",
+    "haute_savoie",
 ]
 # Mountain départements draw more visitors; weights are invented.
 DEPT_WEIGHTS = [5, 3, 7, 3, 6, 10, 4, 3, 6, 12, 17, 20]
@@ -24,11 +36,26 @@ ACCOMMODATION = ["hotel", "campsite", "holiday_rental", "bed_and_breakfast", "ho
 ACC_WEIGHTS = [35, 20, 30, 10, 5]
 SEASONS = ["winter", "spring", "summer", "autumn"]
 SEASON_WEIGHTS = [30, 15, 40, 15]
-ORIGINS = ["france", "belgium", "germany", "netherlands", "switzerland", "united_kingdom",
-           "italy", "spain", "united_states", "other"]
+ORIGINS = [
+    "france",
+    "belgium",
+    "germany",
+    "netherlands",
+    "switzerland",
+    "united_kingdom",
+    "italy",
+    "spain",
+    "united_states",
+    "other",
+]
 ORIGIN_WEIGHTS = [62, 7, 5, 6, 5, 5, 3, 2, 2, 3]
-NIGHTLY = {"hotel": 95.0, "campsite": 28.0, "holiday_rental": 60.0,
-           "bed_and_breakfast": 75.0, "hostel": 30.0}
+NIGHTLY = {
+    "hotel": 95.0,
+    "campsite": 28.0,
+    "holiday_rental": 60.0,
+    "bed_and_breakfast": 75.0,
+    "hostel": 30.0,
+}
 MAX_STAYS_PER_VISITOR = 3
 
 
@@ -48,10 +75,24 @@ def generate(rows: int, seed: int) -> list[list[object]]:
             season = rng.choices(SEASONS, SEASON_WEIGHTS)[0]
             nights = min(30, max(1, int(rng.expovariate(1 / 4)) + 1))
             party = min(12, max(1, int(rng.gauss(2.6, 1.4))))
-            per_night = NIGHTLY[acc] * (1.6 if season == "winter" and dept.endswith("savoie") else 1.0)
+            per_night = NIGHTLY[acc] * (
+                1.6 if season == "winter" and dept.endswith("savoie") else 1.0
+            )
             spend = round(min(5000.0, nights * per_night * party * rng.uniform(0.6, 1.5)), 2)
-            out.append([f"v{visitor:07d}", dept, acc, season, nights, spend, age, origin,
-                        party, "true" if stay > 0 else "false"])
+            out.append(
+                [
+                    f"v{visitor:07d}",
+                    dept,
+                    acc,
+                    season,
+                    nights,
+                    spend,
+                    age,
+                    origin,
+                    party,
+                    "true" if stay > 0 else "false",
+                ]
+            )
     return out
 
 
@@ -65,8 +106,20 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["visitor_id", "department", "accommodation", "season", "nights",
-                         "spend_eur", "age", "origin", "party_size", "repeat_visit"])
+        writer.writerow(
+            [
+                "visitor_id",
+                "department",
+                "accommodation",
+                "season",
+                "nights",
+                "spend_eur",
+                "age",
+                "origin",
+                "party_size",
+                "repeat_visit",
+            ]
+        )
         writer.writerows(generate(args.rows, args.seed))
     print(f"wrote {args.rows} stays to {args.out}")
 

@@ -105,8 +105,11 @@ class PrincipalStore:
             with self._engine.begin() as conn:
                 conn.execute(
                     insert(principals_table).values(
-                        name=name, role=role.value, token_sha256=_hash(token),
-                        created_by=created_by, created_at=now,
+                        name=name,
+                        role=role.value,
+                        token_sha256=_hash(token),
+                        created_by=created_by,
+                        created_at=now,
                     )
                 )
         except IntegrityError:
@@ -117,23 +120,31 @@ class PrincipalStore:
     def authenticate(self, token: str) -> Principal | None:
         """The principal holding ``token``, or None."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(principals_table).where(principals_table.c.token_sha256 == _hash(token))
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    select(principals_table).where(principals_table.c.token_sha256 == _hash(token))
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else Principal(row["name"], Role(row["role"]), row["created_at"])
 
     def get(self, name: str) -> Principal | None:
         """The principal called ``name``, or None."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(principals_table).where(principals_table.c.name == name)
-            ).mappings().first()
+            row = (
+                conn.execute(select(principals_table).where(principals_table.c.name == name))
+                .mappings()
+                .first()
+            )
         return None if row is None else Principal(row["name"], Role(row["role"]), row["created_at"])
 
     def list(self) -> list[Principal]:
         """All principals by name."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(principals_table).order_by(principals_table.c.name)).mappings()
+            rows = conn.execute(
+                select(principals_table).order_by(principals_table.c.name)
+            ).mappings()
             return [Principal(r["name"], Role(r["role"]), r["created_at"]) for r in rows]
 
 

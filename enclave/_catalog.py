@@ -118,8 +118,11 @@ class Catalog:
             with self._engine.begin() as conn:
                 conn.execute(
                     insert(datasets_table).values(
-                        name=name, owner=owner, schema_json=schema.to_json(),
-                        file=str(final.relative_to(self._root)), created_at=now,
+                        name=name,
+                        owner=owner,
+                        schema_json=schema.to_json(),
+                        file=str(final.relative_to(self._root)),
+                        created_at=now,
                     )
                 )
         except IntegrityError:
@@ -135,9 +138,11 @@ class Catalog:
     def get(self, name: str) -> DatasetEntry | None:
         """The dataset called ``name``, or None."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(datasets_table).where(datasets_table.c.name == name)
-            ).mappings().first()
+            row = (
+                conn.execute(select(datasets_table).where(datasets_table.c.name == name))
+                .mappings()
+                .first()
+            )
         return None if row is None else self._entry(row)
 
     def list(self) -> list[DatasetEntry]:
@@ -174,5 +179,3 @@ def copy_upload(data: bytes, folder: Path, suffix: str) -> Path:
     with open(path, "wb") as fh:
         fh.write(data)
     return path
-
-

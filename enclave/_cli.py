@@ -28,15 +28,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="enclave",
         description="Privacy-preserving remote computation: only DP aggregates leave.",
     )
-    p.add_argument("--address", help="server HOST:PORT (default $ENCLAVE_ADDRESS or 127.0.0.1:50051)")
+    p.add_argument(
+        "--address", help="server HOST:PORT (default $ENCLAVE_ADDRESS or 127.0.0.1:50051)"
+    )
     p.add_argument("--token", help="bearer token (default $ENCLAVE_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the server")
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0: any free port)")
-    s.add_argument("--insecure", action="store_true",
-                   help="plaintext gRPC, allowed on loopback only (TLS comes in a later version)")
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext gRPC, allowed on loopback only (TLS comes in a later version)",
+    )
     s.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)")
     s.add_argument("--ready-file", type=Path, help="write HOST:PORT here once serving")
     s.add_argument("--max-jobs", type=int, default=4, help="jobs running at once")
@@ -45,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--job-wall-seconds", type=float, default=300.0)
     s.add_argument("--log-level", default="INFO")
 
-    a = sub.add_parser("admin", help="principals and tokens").add_subparsers(dest="admin", required=True)
+    a = sub.add_parser("admin", help="principals and tokens").add_subparsers(
+        dest="admin", required=True
+    )
     cp = a.add_parser("create-principal", help="create a principal and print its token once")
     cp.add_argument("name")
     cp.add_argument("--role", choices=ROLES, required=True)
@@ -53,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     lp = a.add_parser("principals", help="list principals")
     lp.add_argument("--data-dir", type=Path)
 
-    d = sub.add_parser("dataset", help="provider commands").add_subparsers(dest="dataset", required=True)
+    d = sub.add_parser("dataset", help="provider commands").add_subparsers(
+        dest="dataset", required=True
+    )
     r = d.add_parser("register", help="register a CSV or Parquet file with its schema")
     r.add_argument("name")
     r.add_argument("--file", type=Path, required=True)
@@ -122,18 +131,28 @@ def _describe(info: Any) -> str:
     unit = info.privacy_unit
     lines.append(
         "  privacy unit: "
-        + (f"{unit.identifier} (at most {unit.max_rows_per_person} rows per person)"
-           if unit.identifier else "one row = one person")
+        + (
+            f"{unit.identifier} (at most {unit.max_rows_per_person} rows per person)"
+            if unit.identifier
+            else "one row = one person"
+        )
         + f"; {info.privacy_definition}; max_rows {info.max_rows:,}"
     )
     rows = []
     for c in info.columns:
         domain = (
-            f"[{fmt.number(c.lower)}, {fmt.number(c.upper)}]" if c.has_bounds
-            else ", ".join(c.categories) if c.categories else ""
+            f"[{fmt.number(c.lower)}, {fmt.number(c.upper)}]"
+            if c.has_bounds
+            else ", ".join(c.categories)
+            if c.categories
+            else ""
         )
         rows.append([c.name, c.type + (" (nullable)" if c.nullable else ""), domain])
-    lines.append("\n".join("  " + ln for ln in fmt.table(["column", "type", "public domain"], rows).splitlines()))
+    lines.append(
+        "\n".join(
+            "  " + ln for ln in fmt.table(["column", "type", "public domain"], rows).splitlines()
+        )
+    )
     return "\n".join(lines)
 
 
@@ -150,13 +169,21 @@ def _run(args: argparse.Namespace) -> int:
 
         from ._server import serve_forever
 
-        logging.basicConfig(level=args.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         serve_forever(
-            args.data_dir, args.listen, insecure=args.insecure, database_url=args.database_url,
-            limits=Limits(cpu_seconds=args.job_cpu_seconds, memory_mb=args.job_memory_mb,
-                          wall_seconds=args.job_wall_seconds),
-            max_concurrent_jobs=args.max_jobs, ready_file=args.ready_file,
+            args.data_dir,
+            args.listen,
+            insecure=args.insecure,
+            database_url=args.database_url,
+            limits=Limits(
+                cpu_seconds=args.job_cpu_seconds,
+                memory_mb=args.job_memory_mb,
+                wall_seconds=args.job_wall_seconds,
+            ),
+            max_concurrent_jobs=args.max_jobs,
+            ready_file=args.ready_file,
         )
         return 0
 
@@ -167,7 +194,9 @@ def _run(args: argparse.Namespace) -> int:
             app = Enclave(args.data_dir)
             try:
                 if args.admin == "create-principal":
-                    _p, token = app.principals.create(args.name, args.role, created_by="local-admin")
+                    _p, token = app.principals.create(
+                        args.name, args.role, created_by="local-admin"
+                    )
                     print(token)
                 else:
                     for pr in app.principals.list():
@@ -179,8 +208,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.admin == "create-principal":
                 print(client.create_principal(args.name, args.role))
             else:
-                for pr in client.principals():
-                    print(f"{pr.name}\t{ROLES[pr.role - 1]}")
+                for remote in client.principals():
+                    print(f"{remote.name}\t{ROLES[remote.role - 1]}")
         return 0
 
     with _client(args) as client:
@@ -190,7 +219,10 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"registered {info.name} ({len(info.columns)} columns)")
             elif args.dataset == "grant":
                 grant = client.grant(args.name, args.principal, args.epsilon)
-                print(f"granted {grant.principal} access to {grant.dataset} with epsilon cap {grant.epsilon_cap}")
+                print(
+                    f"granted {grant.principal} access to {grant.dataset} "
+                    f"with epsilon cap {grant.epsilon_cap}"
+                )
             else:
                 info = client.describe_dataset(args.name)
                 print(json.dumps(_info_json(info), indent=2) if args.json else _describe(info))
@@ -201,8 +233,12 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print("\n\n".join(_describe(i) for i in infos) or "no datasets visible to you")
         elif args.command == "submit":
-            job = client.submit(args.script.read_text(), args.dataset,
-                                request_id=args.request_id, wait=not args.no_wait)
+            job = client.submit(
+                args.script.read_text(),
+                args.dataset,
+                request_id=args.request_id,
+                wait=not args.no_wait,
+            )
             _print_job(job, args.json)
             return 0 if job.state in ("SUCCEEDED", "QUEUED", "RUNNING") else 1
         elif args.command == "jobs":
@@ -210,10 +246,15 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([j.to_json() for j in jobs], indent=2))
             else:
-                print(fmt.table(
-                    ["job", "state", "dataset", "epsilon", "error"],
-                    [[j.job_id, j.state, j.dataset, str(j.cost_epsilon), j.error_code] for j in jobs],
-                ))
+                print(
+                    fmt.table(
+                        ["job", "state", "dataset", "epsilon", "error"],
+                        [
+                            [j.job_id, j.state, j.dataset, str(j.cost_epsilon), j.error_code]
+                            for j in jobs
+                        ],
+                    )
+                )
         elif args.command == "job":
             _print_job(client.get_job(args.job_id), args.json)
         elif args.command == "cancel":
@@ -223,11 +264,20 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([b.to_json() for b in budgets], indent=2))
             else:
-                print(fmt.table(
-                    ["dataset", "epsilon cap", "spent", "remaining"],
-                    [[b.dataset, str(b.epsilon_cap), str(b.epsilon_spent), str(b.epsilon_remaining)]
-                     for b in budgets],
-                ))
+                print(
+                    fmt.table(
+                        ["dataset", "epsilon cap", "spent", "remaining"],
+                        [
+                            [
+                                b.dataset,
+                                str(b.epsilon_cap),
+                                str(b.epsilon_spent),
+                                str(b.epsilon_remaining),
+                            ]
+                            for b in budgets
+                        ],
+                    )
+                )
     return 0
 
 

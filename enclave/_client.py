@@ -23,15 +23,19 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ._errors import InvalidArgument, JobFailed
 from ._address import is_loopback, split_listen
+from ._errors import InvalidArgument, JobFailed
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _STATE_NAMES = {v: k.removeprefix("JOB_STATE_") for k, v in pb.JobState.items()}
-_ROLE_VALUES = {"researcher": pb.ROLE_RESEARCHER, "provider": pb.ROLE_PROVIDER,
-                "dpo": pb.ROLE_DPO, "admin": pb.ROLE_ADMIN}
+_ROLE_VALUES = {
+    "researcher": pb.ROLE_RESEARCHER,
+    "provider": pb.ROLE_PROVIDER,
+    "dpo": pb.ROLE_DPO,
+    "admin": pb.ROLE_ADMIN,
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,10 @@ class Job:
             cost_delta=Decimal(msg.cost.delta or "0"),
             releases=tuple(
                 Release(
-                    r.index, r.dataset, Decimal(r.cost.epsilon or "0"), r.mechanism,
+                    r.index,
+                    r.dataset,
+                    Decimal(r.cost.epsilon or "0"),
+                    r.mechanism,
                     json.loads(r.value_json) if r.value_json else None,
                 )
                 for r in msg.releases
@@ -99,8 +106,13 @@ class Job:
             "result": self.result,
             "cost": {"epsilon": str(self.cost_epsilon), "delta": str(self.cost_delta)},
             "releases": [
-                {"index": r.index, "dataset": r.dataset, "epsilon": str(r.epsilon),
-                 "mechanism": r.mechanism, "value": r.value}
+                {
+                    "index": r.index,
+                    "dataset": r.dataset,
+                    "epsilon": str(r.epsilon),
+                    "mechanism": r.mechanism,
+                    "value": r.value,
+                }
                 for r in self.releases
             ],
         }
@@ -154,8 +166,10 @@ class Client:
         self._timeout = timeout
         self._channel = grpc.insecure_channel(
             self.address,
-            options=[("grpc.max_send_message_length", 256 * 1024 * 1024),
-                     ("grpc.max_receive_message_length", 256 * 1024 * 1024)],
+            options=[
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+            ],
         )
         self._jobs = pb_grpc.JobServiceStub(self._channel)
         self._catalog = pb_grpc.CatalogServiceStub(self._channel)
@@ -193,8 +207,8 @@ class Client:
         )
         job = Job.from_proto(msg)
         if wait and not job.final:
-            for job in self.watch_job(job.job_id):
-                pass
+            for update in self.watch_job(job.job_id):
+                job = update
         return job
 
     def run(self, script: str, dataset: str, *, request_id: str | None = None) -> Job:
@@ -236,8 +250,12 @@ class Client:
         """Your remaining budget per dataset."""
         resp = self._call(self._budget.GetBudget, pb.GetBudgetRequest(dataset=dataset or ""))
         return [
-            Budget(b.dataset, Decimal(b.epsilon_cap), Decimal(b.epsilon_spent),
-                   Decimal(b.epsilon_remaining))
+            Budget(
+                b.dataset,
+                Decimal(b.epsilon_cap),
+                Decimal(b.epsilon_spent),
+                Decimal(b.epsilon_remaining),
+            )
             for b in resp.budgets
         ]
 
@@ -247,7 +265,10 @@ class Client:
 
     def describe_dataset(self, name: str) -> pb.DatasetInfo:
         """Public metadata of one dataset."""
-        return self._call(self._catalog.DescribeDataset, pb.DescribeDatasetRequest(name=name))
+        info: pb.DatasetInfo = self._call(
+            self._catalog.DescribeDataset, pb.DescribeDatasetRequest(name=name)
+        )
+        return info
 
     # --- providers --------------------------------------------------------------------
 
@@ -258,19 +279,21 @@ class Client:
         if fmt is None:
             raise InvalidArgument(f"{file}: expected a .csv or .parquet file")
         schema_text = Path(schema).read_text() if isinstance(schema, Path) else schema
-        return self._call(
+        info: pb.DatasetInfo = self._call(
             self._catalog.RegisterDataset,
             pb.RegisterDatasetRequest(
                 name=name, schema_toml=schema_text, format=fmt, data=file.read_bytes()
             ),
         )
+        return info
 
     def grant(self, dataset: str, principal: str, epsilon: Decimal | float | str) -> pb.Grant:
         """Give a researcher access to your dataset with a total ε cap."""
-        return self._call(
+        grant: pb.Grant = self._call(
             self._catalog.GrantAccess,
             pb.GrantAccessRequest(dataset=dataset, principal=principal, epsilon_cap=str(epsilon)),
         )
+        return grant
 
     # --- admins -----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ def number(x: Any) -> str:
     """Compact number: integers as is, floats with 4 significant decimals."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
-    if isinstance(x, int) or float(x).is_integer() and abs(x) < 1e15:
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) < 1e15):
         return f"{int(x):,}"
     if abs(x) >= 1000:
         return f"{x:,.1f}"

@@ -134,7 +134,9 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         caller = current_principal()
         if not request.dataset:
             raise InvalidArgument("dataset is required: the dataset the job runs against")
-        job = self._app.jobs.submit(caller.name, request.dataset, request.script, request.request_id)
+        job = self._app.jobs.submit(
+            caller.name, request.dataset, request.script, request.request_id
+        )
         return job_to_proto(job)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
@@ -211,7 +213,9 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             upload.unlink(missing_ok=True)
         return dataset_to_proto(entry)
 
-    def GrantAccess(self, request: pb.GrantAccessRequest, context: grpc.ServicerContext) -> pb.Grant:
+    def GrantAccess(
+        self, request: pb.GrantAccessRequest, context: grpc.ServicerContext
+    ) -> pb.Grant:
         caller = current_principal()
         entry = self._app.catalog.get(request.dataset)
         if entry is None or entry.owner != caller.name:
@@ -227,7 +231,8 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             request.dataset, request.principal, request.epsilon_cap, granted_by=caller.name
         )
         return pb.Grant(
-            dataset=balance.dataset, principal=balance.principal,
+            dataset=balance.dataset,
+            principal=balance.principal,
             epsilon_cap=str(balance.epsilon_cap),
         )
 

@@ -57,7 +57,8 @@ def code_for(err: BaseException) -> grpc.StatusCode:
 
 def code_name(err: BaseException) -> str:
     """`code_for` as the name stored with a failed job (jobs never import grpc)."""
-    return code_for(err).name
+    name: str = code_for(err).name
+    return name
 
 
 def message_for(err: BaseException) -> str:

@@ -82,6 +82,7 @@ class ColumnExpr(_Frozen):
     """
 
     __slots__ = ("_node",)
+    _node: Expr
 
     def __init__(self, node: Expr) -> None:
         _init(self, _node=node)
@@ -192,6 +193,7 @@ class Aggregate(_Frozen):
     """An aggregate to put in ``.agg(...)``: ``count()``, ``sum("x")``, ``mean("x")``."""
 
     __slots__ = ("_agg",)
+    _agg: Agg
 
     def __init__(self, agg: Agg) -> None:
         _init(self, _agg=agg)
@@ -296,6 +298,8 @@ class Frame(_Releasable):
     """The rows of a dataset, possibly filtered. Holds no data, only the description."""
 
     __slots__ = ("_dataset", "_filters")
+    _dataset: str
+    _filters: tuple[Expr, ...]
 
     def __init__(self, dataset: str, filters: tuple[Expr, ...] = ()) -> None:
         _init(self, _dataset=dataset, _filters=filters)
@@ -315,7 +319,9 @@ class Frame(_Releasable):
 
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
         shape: Shape = "scalar" if scalar else "record"
-        return ReleasablePlan(Query(self._dataset, self._filters, (), tuple(a._agg for a in aggs), shape))
+        return ReleasablePlan(
+            Query(self._dataset, self._filters, (), tuple(a._agg for a in aggs), shape)
+        )
 
     def __repr__(self) -> str:
         where = " where " + " & ".join(_describe(f) for f in self._filters) if self._filters else ""
@@ -325,7 +331,9 @@ class Frame(_Releasable):
 class GroupedFrame(_Releasable):
     """A frame grouped on public keys; ``.agg(...)`` releases one row per key."""
 
-    __slots__ = ("_frame", "_by")
+    __slots__ = ("_by", "_frame")
+    _by: tuple[str, ...]
+    _frame: Frame
 
     def __init__(self, frame: Frame, by: tuple[str, ...]) -> None:
         _init(self, _frame=frame, _by=by)
@@ -344,6 +352,7 @@ class ReleasablePlan(_Frozen):
     """An aggregate plan: pass it to ``release(plan, epsilon=...)``."""
 
     __slots__ = ("_q",)
+    _q: Query
 
     def __init__(self, query: Query) -> None:
         check_structure(query)
@@ -364,6 +373,12 @@ class Released(_Frozen):
     """
 
     __slots__ = ("aggregate", "ci95", "column", "mechanism", "noise_scale", "value")
+    value: Any
+    ci95: tuple[Any, ...]
+    aggregate: str | None
+    column: str | None
+    mechanism: str | None
+    noise_scale: float | None
 
     def __init__(self, raw: dict[str, Any]) -> None:
         _init(
@@ -503,8 +518,10 @@ MAX_RESULT_DEPTH = 32
 
 
 def result_to_json(value: Any, path: str = "result", depth: int = 0) -> Any:
-    """Turn the script's ``result`` into plain JSON, refusing anything but released
-    values, containers and constants.
+    """Turn the script's ``result`` into plain JSON.
+
+    Only released values, containers and constants pass: anything else (a plan,
+    a function) is refused with the path where it was found.
 
     Raises:
         ResultRejected: naming the offending path.

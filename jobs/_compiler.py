@@ -16,7 +16,7 @@ Noise calibration without a binary search
 -----------------------------------------
 OpenDP's Context API finds the noise scale by bisection (~1,100 measurement
 builds, ~1.5 s). For pure ε-DP with a ``global_scale`` every Laplace query in
-the plan has scale ``global_scale × sensitivity``, so the plan's ε is exactly
+the plan has scale ``global_scale * sensitivity``, so the plan's ε is exactly
 inversely proportional to ``global_scale``. We build the measurement once at
 ``global_scale = 1``, read ε₁ from its privacy map, set ``s = ε₁ / ε``, build
 again and *check* the map (OpenDP's maps round conservatively, so the check may
@@ -82,7 +82,13 @@ class PricedQuery:
 
 # --- 1. validation against public metadata --------------------------------------------
 
-_KIND = {"int": "number", "float": "number", "bool": "boolean", "category": "text", "string": "text"}
+_KIND = {
+    "int": "number",
+    "float": "number",
+    "bool": "boolean",
+    "category": "text",
+    "string": "text",
+}
 
 
 def _kind_of_literal(value: Any) -> str:
@@ -190,7 +196,9 @@ def validate(query: Query, schema: Schema) -> None:
             continue
         spec = _column(schema, ds, a.column)
         if a.column == ident:
-            raise PlanError(f"{a.column!r} identifies people (the privacy unit); it cannot be {a.op}med")
+            raise PlanError(
+                f"{a.column!r} identifies people (the privacy unit); it cannot be {a.op}med"
+            )
         if not spec.is_numeric:
             raise PlanError(f"{a.op}({a.column!r}): column is {spec.type}, not numeric")
         if spec.nullable:
@@ -245,10 +253,18 @@ def _to_polars(e: Expr) -> pl.Expr:
         return _to_polars(e.arg).is_in([v for v in e.values if v is not None])
     left, right = _to_polars(e.left), _to_polars(e.right)
     ops = {
-        "add": left.__add__, "sub": left.__sub__, "mul": left.__mul__,
-        "truediv": left.__truediv__, "eq": left.__eq__, "ne": left.__ne__,
-        "lt": left.__lt__, "le": left.__le__, "gt": left.__gt__, "ge": left.__ge__,
-        "and": left.__and__, "or": left.__or__,
+        "add": left.__add__,
+        "sub": left.__sub__,
+        "mul": left.__mul__,
+        "truediv": left.__truediv__,
+        "eq": left.__eq__,
+        "ne": left.__ne__,
+        "lt": left.__lt__,
+        "le": left.__le__,
+        "gt": left.__gt__,
+        "ge": left.__ge__,
+        "and": left.__and__,
+        "or": left.__or__,
     }
     result: pl.Expr = ops[e.op](right)
     return result
@@ -275,9 +291,9 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
         if spec.type == "bool":
             column = column.cast(pl.Int64)
         if a.op == "sum":
-            exprs.append(column.dp.sum(bounds).alias(a.alias))
+            exprs.append(column.dp.sum(bounds).alias(a.alias))  # type: ignore[attr-defined]
         else:  # mean = noisy sum / noisy count, both in this one measurement
-            exprs.append(column.dp.sum(bounds).alias(f"{a.alias}__sum"))
+            exprs.append(column.dp.sum(bounds).alias(f"{a.alias}__sum"))  # type: ignore[attr-defined]
             exprs.append(dp.len(signed=False).alias(f"{a.alias}__len"))
     if not query.group_by:
         return lf.select(exprs)
@@ -350,7 +366,9 @@ def price(query: Query, dataset: DatasetHandle, epsilon: Decimal) -> PricedQuery
 # --- 3. evaluation ----------------------------------------------------------------------
 
 
-def _released(agg: Agg, row: dict[str, Any], priced: PricedQuery, spec: ColumnSpec | None) -> dict[str, Any]:
+def _released(
+    agg: Agg, row: dict[str, Any], priced: PricedQuery, spec: ColumnSpec | None
+) -> dict[str, Any]:
     if agg.op in ("count", "sum"):
         distribution, scale, half = priced.accuracy[agg.alias]
         raw = row[agg.alias]
@@ -376,9 +394,7 @@ def _released(agg: Agg, row: dict[str, Any], priced: PricedQuery, spec: ColumnSp
     # count lie in their boxes; the true mean then lies between the extreme ratios.
     if count - a_len >= 1:
         corners = [
-            s / n
-            for s in (total - a_sum, total + a_sum)
-            for n in (count - a_len, count + a_len)
+            s / n for s in (total - a_sum, total + a_sum) for n in (count - a_len, count + a_len)
         ]
         lo, hi = max(min(corners), bounds[0]), min(max(corners), bounds[1])
     else:
@@ -429,8 +445,11 @@ def evaluate(priced: PricedQuery) -> Any:
 
 
 def warm_up() -> None:
-    """Build and price one tiny plan so the first real release does not pay for
-    loading OpenDP's native library (measured: ~2 s on the first call)."""
+    """Price one tiny plan at start-up.
+
+    The first measurement built in a process pays for loading OpenDP's native
+    library (measured: ~2 s); this keeps that off the first researcher's job.
+    """
     schema = Schema.from_dict({"columns": {"x": {"type": "int", "bounds": [0, 1]}}})
     query = Query("warm_up", (), (), (Agg("count", None, None, "count"),), "scalar")
     price(query, DatasetHandle("warm_up", schema, Path("/nonexistent")), Decimal(1))

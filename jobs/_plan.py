@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from ._errors import PlanError
 
@@ -31,7 +31,7 @@ MAX_DEPTH = 64
 MAX_NAME = 200
 MAX_IN_VALUES = 1_000
 
-Literal_ = Union[int, float, str, bool, None]
+Literal_ = int | float | str | bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class IsIn:
     values: tuple[Literal_, ...]
 
 
-Expr = Union[Col, Lit, BinOp, UnaryOp, IsIn]
+Expr = Col | Lit | BinOp | UnaryOp | IsIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,9 @@ def check_literal(value: Any) -> Literal_:
         if not math.isfinite(value):
             raise PlanError(f"literal must be finite, got {value!r}")
         return value
-    raise PlanError(f"literals must be numbers, strings, booleans or None, not {type(value).__name__}")
+    raise PlanError(
+        f"literals must be numbers, strings, booleans or None, not {type(value).__name__}"
+    )
 
 
 def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> Expr:
@@ -191,7 +193,9 @@ def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> E
         raise PlanError("malformed expression")
     if op in BINARY_OPS and set(raw) == {"op", "args"} and len(args) == 2:
         return BinOp(
-            op, expr_from_wire(args[0], budget, depth + 1), expr_from_wire(args[1], budget, depth + 1)
+            op,
+            expr_from_wire(args[0], budget, depth + 1),
+            expr_from_wire(args[1], budget, depth + 1),
         )
     if op in UNARY_OPS and set(raw) == {"op", "args"} and len(args) == 1:
         return UnaryOp(op, expr_from_wire(args[0], budget, depth + 1))

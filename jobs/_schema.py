@@ -289,7 +289,9 @@ def conform(frame: Any, schema: Schema) -> Any:
             "(declare them, or drop them before registering)"
         )
     if frame.height > schema.max_rows:
-        raise DataMismatch(f"the data has {frame.height} rows, more than max_rows={schema.max_rows}")
+        raise DataMismatch(
+            f"the data has {frame.height} rows, more than max_rows={schema.max_rows}"
+        )
     target = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
     out: dict[str, Any] = {}
     for spec in schema.columns:
@@ -311,18 +313,23 @@ def conform(frame: Any, schema: Schema) -> Any:
             try:
                 series = series.cast(target[spec.type], strict=True)
             except Exception:  # polars raises several types for failed casts
-                bad = _first_rows(frame.with_row_index("_row").filter(
-                    series.cast(target[spec.type], strict=False).is_null() & series.is_not_null()
-                ), spec.name)
+                bad = _first_rows(
+                    frame.with_row_index("_row").filter(
+                        series.cast(target[spec.type], strict=False).is_null()
+                        & series.is_not_null()
+                    ),
+                    spec.name,
+                )
                 problems.append(f"column {spec.name!r}: values are not {spec.type}: {bad}")
                 continue
         else:
             series = series.cast(pl.String)
         rows = frame.with_row_index("_row").with_columns(series.alias(spec.name))
         if not spec.nullable and series.null_count():
+            nulls = _first_rows(rows.filter(pl.col(spec.name).is_null()), spec.name)
             problems.append(
                 f"column {spec.name!r}: {series.null_count()} null value(s) but the column "
-                f"is not nullable: {_first_rows(rows.filter(pl.col(spec.name).is_null()), spec.name)}"
+                f"is not nullable: {nulls}"
             )
         if spec.type == "float":
             nan = rows.filter(pl.col(spec.name).is_nan())

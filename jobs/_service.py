@@ -25,10 +25,10 @@ from typing import Any, Protocol
 from budget import Ledger, parse_epsilon, to_quanta
 
 from . import _compiler
-from ._schema import DatasetHandle
 from ._errors import AccessDenied, JobCancelled, JobError, ServiceStopping
 from ._plan import from_wire, to_wire
 from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
+from ._schema import DatasetHandle
 from ._store import JobRecord, JobState, JobStore
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,9 @@ class JobService:
             ScriptRejected, UnknownDataset, AccessDenied, RequestConflict.
         """
         if not self._accepting:
-            raise ServiceStopping("the server is shutting down and accepts no new jobs; retry later")
+            raise ServiceStopping(
+                "the server is shutting down and accepts no new jobs; retry later"
+            )
         compile_script(script)
         self._catalog.resolve(dataset)
         if not self._ledger.has_grant(principal, dataset):
@@ -106,7 +108,9 @@ class JobService:
         """A job (of ``principal`` only, if given)."""
         return self._store.get(job_id, principal=principal)
 
-    def list(self, principal: str | None, *, limit: int = 50, before: str | None = None) -> list[JobRecord]:
+    def list(
+        self, principal: str | None, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
         """Jobs newest first."""
         return self._store.list(principal, limit=limit, before=before)
 
@@ -118,14 +122,20 @@ class JobService:
             if event is not None:
                 event.set()
             if self._store.finish(
-                job_id, JobState.CANCELLED, error_code="CANCELLED",
+                job_id,
+                JobState.CANCELLED,
+                error_code="CANCELLED",
                 error_message="cancelled at the researcher's request",
             ):
                 self._notify()
         return self._store.get(job_id)
 
     def watch(
-        self, job_id: str, *, principal: str | None = None, active: Callable[[], bool] = lambda: True
+        self,
+        job_id: str,
+        *,
+        principal: str | None = None,
+        active: Callable[[], bool] = lambda: True,
     ) -> Iterator[JobRecord]:
         """Yield the job now and at each state change, ending at a final state."""
         last: JobState | None = None
@@ -138,8 +148,11 @@ class JobService:
                 yield job
             if job.state.final:
                 return
-            with self._changed:
-                self._changed.wait_for(lambda: self._version != seen, timeout=1.0)
+            self._wait_for_change(seen, timeout=1.0)
+
+    def _wait_for_change(self, seen: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != seen, timeout=timeout)
 
     def _notify(self) -> None:
         with self._changed:
@@ -153,7 +166,9 @@ class JobService:
         try:
             if not self._accepting:
                 self._store.finish(
-                    job.id, JobState.FAILED, error_code="UNAVAILABLE",
+                    job.id,
+                    JobState.FAILED,
+                    error_code="UNAVAILABLE",
                     error_message="the server stopped before the job started; nothing was charged",
                 )
                 return
@@ -169,23 +184,29 @@ class JobService:
                     cancel,
                 )
             except JobCancelled:
-                self._store.finish(job.id, JobState.CANCELLED, error_code="CANCELLED",
-                                   error_message="the job was cancelled")
+                self._store.finish(
+                    job.id,
+                    JobState.CANCELLED,
+                    error_code="CANCELLED",
+                    error_message="the job was cancelled",
+                )
             except Exception as err:
                 code = self._classify(err)
                 if not isinstance(err, JobError) and code in ("INTERNAL", "UNKNOWN"):
                     log.exception("job %s failed", job.id)
-                self._store.finish(
-                    job.id, JobState.FAILED, error_code=code, error_message=str(err)
-                )
+                self._store.finish(job.id, JobState.FAILED, error_code=code, error_message=str(err))
             else:
                 self._store.finish(
                     job.id, JobState.SUCCEEDED, result=outcome.result, printed=outcome.printed
                 )
         except Exception:  # pragma: no cover - never let a job thread die silently
             log.exception("job %s: internal error", job.id)
-            self._store.finish(job.id, JobState.FAILED, error_code="INTERNAL",
-                               error_message="internal error; see the server log")
+            self._store.finish(
+                job.id,
+                JobState.FAILED,
+                error_code="INTERNAL",
+                error_message="internal error; see the server log",
+            )
         finally:
             self._cancels.pop(job.id, None)
             self._notify()
@@ -202,7 +223,11 @@ class JobService:
         )
         mechanisms = sorted({d for d, _s, _a in priced.accuracy.values()})
         self._store.add_release(
-            job.id, request.index, query.dataset, to_wire(query), to_quanta(epsilon),
+            job.id,
+            request.index,
+            query.dataset,
+            to_wire(query),
+            to_quanta(epsilon),
             ", ".join(mechanisms),
         )
         self._notify()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from budget import from_quanta, to_quanta
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -35,6 +34,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+
+from budget import from_quanta, to_quanta
 
 from ._errors import JobNotFound, RequestConflict
 
@@ -286,11 +287,15 @@ class JobStore:
             row = conn.execute(query).mappings().first()
             if row is None:
                 raise JobNotFound(f"no job {job_id!r}")
-            rels = conn.execute(
-                select(releases_table)
-                .where(releases_table.c.job_id == job_id)
-                .order_by(releases_table.c.idx)
-            ).mappings().all()
+            rels = (
+                conn.execute(
+                    select(releases_table)
+                    .where(releases_table.c.job_id == job_id)
+                    .order_by(releases_table.c.idx)
+                )
+                .mappings()
+                .all()
+            )
         return _record(row, rels)
 
     def list(
@@ -308,7 +313,10 @@ class JobStore:
                 if anchor is not None:
                     query = query.where(
                         (jobs_table.c.created_at < anchor.created_at)
-                        | ((jobs_table.c.created_at == anchor.created_at) & (jobs_table.c.id < before))
+                        | (
+                            (jobs_table.c.created_at == anchor.created_at)
+                            & (jobs_table.c.id < before)
+                        )
                     )
             ids = conn.execute(
                 query.order_by(jobs_table.c.created_at.desc(), jobs_table.c.id.desc()).limit(limit)

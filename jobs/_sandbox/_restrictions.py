@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import operator
+from collections.abc import Callable
 from functools import lru_cache
 from types import CodeType
 from typing import Any
@@ -41,7 +42,7 @@ _EXTRA_BUILTINS: dict[str, Any] = {
 #: Removed from RestrictedPython's safe set: introspection we do not need.
 _DROPPED = ("id", "hash", "callable", "issubclass", "setattr", "delattr", "__build_class__")
 
-_INPLACE = {
+_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.iadd,
     "-=": operator.isub,
     "*=": operator.imul,

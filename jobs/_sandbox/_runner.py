@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,10 +87,8 @@ class _Watchdog(threading.Thread):
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_worker(
@@ -120,7 +119,8 @@ def run_worker(
             close_fds=True,
             start_new_session=True,
         )
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         watchdog = _Watchdog(proc, limits.wall_seconds, cancel)
         watchdog.start()
         try:
@@ -141,7 +141,8 @@ def _converse(
     on_release: Callable[[ReleaseRequest], Any],
     watchdog: _Watchdog,
 ) -> WorkerOutcome:
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     released = 0
     try:
         send(proc.stdin, {"script": script, "dataset": dataset, "limits": asdict(limits)})

@@ -3,7 +3,9 @@ stays = dataset("tourism_stays")
 everyone = release(stays.group_by("season").count(), epsilon=0.25)
 foreign = release(stays.filter(col("origin") != "france").group_by("season").count(), epsilon=0.25)
 shares = {}
-for all_row, foreign_row in zip(everyone, foreign):
-    shares[all_row["season"]] = round(100 * foreign_row["count"].value / max(all_row["count"].value, 1), 1)
+for all_row, foreign_row in zip(everyone, foreign, strict=True):
+    shares[all_row["season"]] = round(
+        100 * foreign_row["count"].value / max(all_row["count"].value, 1), 1
+    )
 result["foreign_share_pct_by_season"] = shares
 result["foreign_stays_by_season"] = foreign

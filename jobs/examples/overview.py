@@ -9,4 +9,6 @@ result["mean_nights"] = overview["mean_nights"]
 result["mean_spend_eur"] = overview["mean_spend_eur"]
 result["total_nights"] = overview["total_nights"]
 # Post-processing of released values is free: no extra privacy cost.
-result["spend_per_night_eur"] = round(overview["mean_spend_eur"].value / overview["mean_nights"].value, 2)
+result["spend_per_night_eur"] = round(
+    overview["mean_spend_eur"].value / overview["mean_nights"].value, 2
+)

@@ -1,0 +1,130 @@
+"""Shared fixtures: a small confidential dataset with known truth, and a real
+Enclave gRPC server on port 0 backed by a real SQLite database."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCHEMA_TOML = """
+description = "Test stays"
+max_rows = 100000
+
+[columns.region]
+type = "category"
+categories = ["north", "south", "east", "west"]
+
+[columns.nights]
+type = "int"
+bounds = [1, 14]
+
+[columns.spend]
+type = "float"
+bounds = [0, 500]
+
+[columns.age]
+type = "int"
+bounds = [18, 90]
+
+[columns.repeat]
+type = "bool"
+"""
+N_ROWS = 4000
+
+
+def make_rows(n: int = N_ROWS, seed: int = 7) -> list[dict[str, object]]:
+    """Deterministic test rows; region "west" is declared but absent from the data."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        rows.append(
+            {
+                "region": rng.choice(["north", "north", "south", "east"]),
+                "nights": rng.randint(1, 14),
+                "spend": round(rng.uniform(0, 500), 2),
+                "age": rng.randint(18, 90),
+                "repeat": rng.random() < 0.3,
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="session")
+def rows() -> list[dict[str, object]]:
+    return make_rows()
+
+
+@pytest.fixture(scope="session")
+def dataset_files(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, object]]
+) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    data = folder / "stays.csv"
+    with open(data, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "repeat": "true" if r["repeat"] else "false"})
+    schema = folder / "stays.schema.toml"
+    schema.write_text(SCHEMA_TOML)
+    return data, schema
+
+
+@dataclass
+class Server:
+    """A running server and tokens for each role."""
+
+    address: str
+    app: object
+    running: object
+    admin_token: str
+    provider_token: str
+    dpo_token: str
+    _counter: itertools.count  # type: ignore[type-arg]
+
+    def researcher(self, epsilon: str | float | None = "10", name: str | None = None) -> str:
+        """A fresh researcher (granted ``epsilon`` on "stays" unless None); returns the token."""
+        from enclave import Client
+
+        name = name or f"researcher{next(self._counter)}"
+        with Client(self.address, self.admin_token) as admin:
+            token = admin.create_principal(name, "researcher")
+        if epsilon is not None:
+            with Client(self.address, self.provider_token) as provider:
+                provider.grant("stays", name, epsilon)
+        return token
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, dataset_files: tuple[Path, Path]
+) -> Iterator[Server]:
+    from enclave import Client
+    from enclave._app import Enclave
+    from enclave._server import start_server
+    from jobs import Limits
+
+    app = Enclave(tmp_path_factory.mktemp("enclave"))
+    _admin, admin_token = app.principals.create("root", "admin", created_by="test")
+    running = start_server(
+        app,
+        "127.0.0.1:0",
+        insecure=True,
+        limits=Limits(cpu_seconds=3, memory_mb=256, wall_seconds=20),
+        max_concurrent_jobs=4,
+    )
+    address = f"127.0.0.1:{running.port}"
+    with Client(address, admin_token) as admin:
+        provider_token = admin.create_principal("provider", "provider")
+        dpo_token = admin.create_principal("dpo", "dpo")
+    data, schema = dataset_files
+    with Client(address, provider_token) as provider:
+        provider.register_dataset("stays", data, schema)
+    yield Server(address, app, running, admin_token, provider_token, dpo_token, itertools.count(1))
+    running.stop(grace=5)
