@@ -10,7 +10,7 @@ than the mechanism spends, never less.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 
 QUANTUM = Decimal("1e-12")
 #: Largest amount accepted anywhere; keeps quanta inside a signed 64-bit column.
@@ -40,6 +40,8 @@ def parse_epsilon(value: object) -> Decimal:
         text = str(value).strip()
     else:
         raise InvalidAmount(f"epsilon must be a number, got {type(value).__name__}")
+    if len(text) > 100:
+        raise InvalidAmount("epsilon is written with more than 100 characters")
     try:
         amount = Decimal(text)
     except InvalidOperation:
@@ -61,7 +63,11 @@ def to_quanta(amount: Decimal) -> int:
     >>> to_quanta(Decimal("0.5"))
     500000000000
     """
-    return int((amount / QUANTUM).to_integral_value(rounding=ROUND_CEILING))
+    # Exact: the default context keeps 28 digits and would round a long amount
+    # *down* before the ceiling; give the division room for every digit.
+    with localcontext() as ctx:
+        ctx.prec = len(amount.as_tuple().digits) + 30
+        return int((amount / QUANTUM).to_integral_value(rounding=ROUND_CEILING))
 
 
 def from_quanta(quanta: int) -> Decimal:

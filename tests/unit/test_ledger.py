@@ -1,0 +1,601 @@
+"""Unit tests of the privacy-budget ledger (``budget``), on real SQLite files.
+
+Invariants guarded here:
+
+* amounts are exact: user input is parsed to the decimal the user wrote, stored
+  as integer quanta rounded *up* (the ledger may overcharge a hair, never undercharge);
+* no overspend: no sequence or interleaving of debits pushes ``spent`` past ``cap``;
+* a refused debit charges nothing and records nothing;
+* tamper evidence: the hash chain detects edited, deleted and truncated entries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+import tempfile
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
+
+import budget
+from budget import (
+    MAX_EPSILON,
+    QUANTUM,
+    BudgetExhausted,
+    InvalidAmount,
+    Ledger,
+    LedgerCorrupt,
+    LedgerEntry,
+    NoGrant,
+    from_quanta,
+    parse_epsilon,
+    to_quanta,
+)
+
+DS = "stays"
+ALICE = "alice"
+GENESIS = "0" * 64
+
+
+def _open(path: Path) -> tuple[Engine, Ledger]:
+    engine = budget.create_engine(f"sqlite:///{path}")
+    ledger = Ledger(engine)
+    ledger.create_tables()
+    return engine, ledger
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "l.db"
+
+
+@pytest.fixture
+def engine(db_path: Path) -> Iterator[Engine]:
+    eng, _ = _open(db_path)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def ledger(engine: Engine) -> Ledger:
+    return Ledger(engine)
+
+
+def _debit(
+    ledger: Ledger,
+    amount: str,
+    *,
+    principal: str = ALICE,
+    dataset: str = DS,
+    job_id: str = "job",
+    release_index: int = 0,
+) -> LedgerEntry:
+    return ledger.debit(
+        principal, dataset, Decimal(amount), job_id=job_id, release_index=release_index
+    )
+
+
+# --------------------------------------------------------------------------- amounts
+
+
+# Floats mean the number the user typed (via repr), not their binary approximation.
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.1, "0.1"),
+        (0.3, "0.3"),
+        (2.5, "2.5"),
+        (1e-12, "1E-12"),
+        (0.30000000000000004, "0.30000000000000004"),
+        (1, "1"),
+        (1_000_000, "1000000"),
+        ("2", "2"),
+        (" 0.25 ", "0.25"),
+        ("1e-12", "1E-12"),
+        (Decimal("0.125"), "0.125"),
+        (QUANTUM, "1E-12"),
+        (MAX_EPSILON, "1000000"),
+    ],
+)
+def test_parse_epsilon_accepts_exact_positive_numbers(value: object, expected: str) -> None:
+    parsed = parse_epsilon(value)
+    assert isinstance(parsed, Decimal)
+    assert parsed == Decimal(expected)
+    assert str(parsed) == expected
+
+
+def test_parse_epsilon_float_is_not_binary_approximation() -> None:
+    # Guards exact accounting: 0.1 + 0.2 of user-written floats is exactly 0.3.
+    assert parse_epsilon(0.1) != Decimal.from_float(0.1)
+    assert parse_epsilon(0.1) + parse_epsilon(0.2) == Decimal("0.3")
+
+
+# Anything that is not a finite number in [QUANTUM, MAX_EPSILON] is refused up front.
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        0.0,
+        -0.0,
+        "0",
+        "-0",
+        Decimal(0),
+        Decimal("-0"),
+        -1,
+        -0.1,
+        "-0.5",
+        Decimal("-1"),
+        math.nan,
+        math.inf,
+        -math.inf,
+        "nan",
+        "NaN",
+        "inf",
+        "-Infinity",
+        Decimal("NaN"),
+        Decimal("sNaN"),
+        Decimal("Infinity"),
+        True,
+        False,
+        None,
+        [1],
+        (1,),
+        {"e": 1},
+        object(),
+        complex(1, 0),
+        b"1",
+        "",
+        "  ",
+        "abc",
+        "1.2.3",
+        "0x10",
+        "1000000.000000000001",
+        1_000_001,
+        1e7,
+        Decimal("1e18"),
+        "1e-13",
+        1e-13,
+        Decimal("9.99e-13"),
+        5e-324,
+    ],
+)
+def test_parse_epsilon_rejects_invalid(value: object) -> None:
+    with pytest.raises(InvalidAmount):
+        parse_epsilon(value)
+
+
+def test_invalid_amount_is_a_budget_error() -> None:
+    with pytest.raises(budget.BudgetError):
+        parse_epsilon(-1)
+
+
+# Stored quanta always cover the requested amount (round up, never down).
+@pytest.mark.parametrize(
+    ("amount", "quanta"),
+    [
+        ("0.5", 500_000_000_000),
+        ("1", 10**12),
+        ("1E-12", 1),
+        ("1.5E-12", 2),
+        ("1.0000000000001", 10**12 + 1),
+        ("0.1000000000000000001", 10**11 + 1),
+        ("1000000", 10**18),
+        ("999999.9999999999999", 10**18),
+    ],
+)
+def test_to_quanta_rounds_up(amount: str, quanta: int) -> None:
+    assert to_quanta(Decimal(amount)) == quanta
+
+
+# Same invariant with more significant digits than the default decimal context (28):
+# the fractional quantum must still be charged, not lost to context rounding.
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "1.0000000000000000000000000001",  # 1 + 1e-28
+        "0.1000000000000000000000000000001",  # 0.1 + 1e-31
+    ],
+)
+def test_to_quanta_rounds_up_beyond_context_precision(amount: str) -> None:
+    value = parse_epsilon(amount)  # a valid epsilon
+    q = to_quanta(value)
+    assert Decimal(q) * QUANTUM >= value, f"{amount} stored as {q} quanta: undercharged"
+
+
+def test_from_quanta_plain_notation() -> None:
+    assert str(from_quanta(10 * 10**12)) == "10"
+    assert str(from_quanta(10**18)) == "1000000"
+    assert str(from_quanta(500_000_000_000)) == "0.5"
+    assert from_quanta(1) == QUANTUM
+    assert from_quanta(0) == 0
+
+
+@settings(max_examples=200)
+@given(
+    st.decimals(
+        min_value=QUANTUM, max_value=MAX_EPSILON, places=12, allow_nan=False, allow_infinity=False
+    )
+)
+def test_quanta_round_trip_is_exact(amount: Decimal) -> None:
+    # Any amount with <= 12 decimal places survives storage exactly.
+    assert from_quanta(to_quanta(amount)) == amount
+
+
+# --------------------------------------------------------------------------- grants
+
+
+# A grant sets a cap; balances are per (principal, dataset) and start at zero spending.
+def test_grant_and_balance(ledger: Ledger) -> None:
+    bal = ledger.grant(DS, ALICE, "2.5", granted_by="provider")
+    assert bal == budget.Balance(DS, ALICE, Decimal("2.5"), Decimal(0))
+    assert bal.epsilon_remaining == Decimal("2.5")
+    assert ledger.balance(ALICE, DS) == bal
+    assert ledger.has_grant(ALICE, DS)
+    assert not ledger.has_grant(ALICE, "other")
+    assert not ledger.has_grant("bob", DS)
+
+
+def test_balances_lists_live_grants_sorted_by_dataset(ledger: Ledger) -> None:
+    ledger.grant("zeta", ALICE, 1, granted_by="p")
+    ledger.grant("alpha", ALICE, 0.5, granted_by="p")
+    ledger.grant("alpha", "bob", 3, granted_by="p")
+    assert [(b.dataset, b.epsilon_cap) for b in ledger.balances(ALICE)] == [
+        ("alpha", Decimal("0.5")),
+        ("zeta", Decimal("1")),
+    ]
+    assert ledger.balances(ALICE, dataset="zeta") == [ledger.balance(ALICE, "zeta")]
+    assert ledger.balances(ALICE, dataset="missing") == []
+    assert ledger.balances("nobody") == []
+
+
+def test_balance_without_grant_raises_no_grant(ledger: Ledger) -> None:
+    with pytest.raises(NoGrant) as exc:
+        ledger.balance(ALICE, DS)
+    assert exc.value.principal == ALICE
+    assert exc.value.dataset == DS
+
+
+def test_grant_rejects_invalid_cap_and_creates_nothing(ledger: Ledger) -> None:
+    for bad in (0, -1, "nan", math.inf, True):
+        with pytest.raises(InvalidAmount):
+            ledger.grant(DS, ALICE, bad, granted_by="p")
+    assert not ledger.has_grant(ALICE, DS)
+
+
+# Re-granting changes the cap but never forgives what was already spent.
+def test_regrant_changes_cap_and_keeps_spending(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    _debit(ledger, "0.75")
+    raised = ledger.grant(DS, ALICE, 3, granted_by="dpo")
+    assert raised == budget.Balance(DS, ALICE, Decimal(3), Decimal("0.75"))
+    assert raised.epsilon_remaining == Decimal("2.25")
+    assert len(ledger.balances(ALICE)) == 1  # updated in place, not duplicated
+
+    lowered = ledger.grant(DS, ALICE, "0.5", granted_by="dpo")  # below what was spent
+    assert lowered.epsilon_spent == Decimal("0.75")
+    assert lowered.epsilon_remaining == 0
+    with pytest.raises(BudgetExhausted) as exc:
+        _debit(ledger, "0.000001")
+    assert exc.value.remaining == 0
+
+
+# --------------------------------------------------------------------------- debits
+
+
+# Quanta arithmetic is exact: ten debits of 0.1 spend exactly 1, and not a hair more.
+def test_ten_tenths_exhaust_a_cap_of_one_exactly(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    for i in range(10):
+        _debit(ledger, "0.1", release_index=i)
+    bal = ledger.balance(ALICE, DS)
+    assert bal.epsilon_spent == Decimal("1")
+    assert str(bal.epsilon_spent) == "1"
+    assert bal.epsilon_remaining == 0
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "0.1", release_index=10)
+    assert ledger.balance(ALICE, DS).epsilon_spent == Decimal("1")
+    assert len(ledger.entries()) == 10
+
+
+def test_float_debits_are_exact(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 0.3, granted_by="p")
+    ledger.debit(ALICE, DS, 0.1, job_id="j", release_index=0)  # type: ignore[arg-type]
+    ledger.debit(ALICE, DS, 0.2, job_id="j", release_index=1)  # type: ignore[arg-type]
+    assert ledger.balance(ALICE, DS).epsilon_remaining == 0
+
+
+# A debit that does not fit is refused with the numbers, and charges/records nothing.
+def test_budget_exhausted_charges_nothing(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    _debit(ledger, "0.8")
+    before_balance = ledger.balance(ALICE, DS)
+    before_entries = ledger.entries()
+    before_head = ledger.verify()
+
+    with pytest.raises(BudgetExhausted) as exc:
+        _debit(ledger, "0.3", job_id="too-big")
+    message = str(exc.value)
+    assert "0.3" in message  # requested
+    assert "0.2" in message  # remaining
+    assert "nothing was charged" in message
+    assert exc.value.requested == Decimal("0.3")
+    assert exc.value.remaining == Decimal("0.2")
+    assert exc.value.dataset == DS
+
+    assert ledger.balance(ALICE, DS) == before_balance
+    assert ledger.entries() == before_entries
+    assert ledger.entries(job_id="too-big") == []
+    assert ledger.verify() == before_head
+
+    _debit(ledger, "0.2")  # what remains can still be spent exactly
+    assert ledger.balance(ALICE, DS).epsilon_remaining == 0
+
+
+# The last quantum counts: a debit one quantum over the remaining budget is refused.
+def test_debit_one_quantum_over_is_refused(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "1.000000000001")
+    _debit(ledger, "1")
+    assert ledger.balance(ALICE, DS).epsilon_spent == 1
+
+
+# Same, for an amount finer than the decimal context: it exceeds the cap, so it must be refused.
+def test_debit_slightly_over_cap_with_many_digits_is_refused(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "1.0000000000000000000000000001")
+    assert ledger.entries() == []
+
+
+def test_debit_without_grant_raises_no_grant(ledger: Ledger) -> None:
+    ledger.grant("other", ALICE, 1, granted_by="p")
+    with pytest.raises(NoGrant):
+        _debit(ledger, "0.1", principal="bob")
+    with pytest.raises(NoGrant):
+        _debit(ledger, "0.1", dataset="missing")
+    assert ledger.entries() == []
+    assert ledger.verify() == GENESIS
+
+
+def test_debit_rejects_invalid_amount(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    for bad in ("0", "-0.1", "NaN", "1e-13"):
+        with pytest.raises(InvalidAmount):
+            _debit(ledger, bad)
+    assert ledger.balance(ALICE, DS).epsilon_spent == 0
+    assert ledger.entries() == []
+
+
+# Every successful debit leaves exactly one entry describing it.
+def test_entries_record_each_debit(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 5, granted_by="p")
+    ledger.grant("other", "bob", 5, granted_by="p")
+    returned = [
+        _debit(ledger, "0.5", job_id="job-a", release_index=0),
+        _debit(ledger, "0.25", job_id="job-a", release_index=1),
+        _debit(ledger, "1.5", principal="bob", dataset="other", job_id="job-b", release_index=0),
+    ]
+    entries = ledger.entries()
+    assert all(isinstance(e, LedgerEntry) for e in entries)
+    assert [
+        (e.seq, e.kind, e.principal, e.dataset, e.job_id, e.release_index, e.epsilon)
+        for e in entries
+    ] == [
+        (1, "debit", ALICE, DS, "job-a", 0, Decimal("0.5")),
+        (2, "debit", ALICE, DS, "job-a", 1, Decimal("0.25")),
+        (3, "debit", "bob", "other", "job-b", 0, Decimal("1.5")),
+    ]
+    # What debit() returned is what was stored.
+    assert [(e.seq, e.epsilon, e.prev_hash, e.hash) for e in entries] == [
+        (r.seq, r.epsilon, r.prev_hash, r.hash) for r in returned
+    ]
+    assert [e.seq for e in ledger.entries(job_id="job-a")] == [1, 2]
+    assert [e.seq for e in ledger.entries(job_id="job-b")] == [3]
+    assert ledger.entries(job_id="nope") == []
+    assert ledger.balance(ALICE, DS).epsilon_spent == Decimal("0.75")
+    assert ledger.balance("bob", "other").epsilon_spent == Decimal("1.5")
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+# No interleaving of threads can overspend: with cap 2.5, exactly 25 of 64 debits of 0.1 pass.
+def test_concurrent_thread_debits_never_overspend(engine: Engine) -> None:
+    ledger = Ledger(engine)
+    ledger.grant(DS, ALICE, "2.5", granted_by="p")
+    n_threads = 64
+    barrier = threading.Barrier(n_threads)
+    results: list[object] = [None] * n_threads
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = _debit(ledger, "0.1", job_id=f"t{i}")
+        except Exception as exc:  # collected and checked below
+            results[i] = exc
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+
+    ok = [r for r in results if isinstance(r, LedgerEntry)]
+    refused = [r for r in results if isinstance(r, BudgetExhausted)]
+    other = [r for r in results if not isinstance(r, (LedgerEntry, BudgetExhausted))]
+    assert other == []
+    assert len(ok) == 25
+    assert len(refused) == n_threads - 25
+    assert ledger.balance(ALICE, DS).epsilon_spent == Decimal("2.5")
+    entries = ledger.entries()
+    assert len(entries) == 25
+    assert sorted(e.seq for e in entries) == list(range(1, 26))
+    assert sum(e.epsilon for e in entries) == Decimal("2.5")
+    assert ledger.verify() == entries[-1].hash
+
+
+def _process_worker(url: str, start: object, out: object, worker: int) -> None:
+    """Child of the multi-process test: its own engine, 8 debits of 0.25."""
+    engine = budget.create_engine(url)
+    ledger = Ledger(engine)
+    outcomes = []
+    start.wait()  # type: ignore[attr-defined]
+    for i in range(8):
+        try:
+            ledger.debit(ALICE, DS, Decimal("0.25"), job_id=f"p{worker}", release_index=i)
+            outcomes.append("ok")
+        except BudgetExhausted:
+            outcomes.append("exhausted")
+        except Exception as exc:
+            outcomes.append(f"error: {exc!r}")
+    engine.dispose()
+    out.put(outcomes)  # type: ignore[attr-defined]
+
+
+# No interleaving of processes (separate engines, one file) can overspend either.
+def test_concurrent_process_debits_never_overspend(db_path: Path, ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 5, granted_by="p")
+    ctx = multiprocessing.get_context("spawn")
+    n_procs = 8
+    start = ctx.Barrier(n_procs)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_worker, args=(f"sqlite:///{db_path}", start, out, w))
+        for w in range(n_procs)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [o for _ in procs for o in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+
+    assert [o for o in outcomes if o not in ("ok", "exhausted")] == []
+    assert outcomes.count("ok") == 20
+    assert outcomes.count("exhausted") == 64 - 20
+    assert ledger.balance(ALICE, DS).epsilon_spent == Decimal(5)
+    entries = ledger.entries()
+    assert len(entries) == 20
+    assert ledger.verify() == entries[-1].hash
+
+
+# --------------------------------------------------------------------------- hash chain
+
+
+# verify() walks the chain and returns the head, which moves with every debit.
+def test_verify_returns_head_that_changes_with_each_debit(ledger: Ledger) -> None:
+    assert ledger.verify() == GENESIS
+    ledger.grant(DS, ALICE, 10, granted_by="p")
+    heads = [ledger.verify()]
+    for i in range(5):
+        entry = _debit(ledger, "0.5", release_index=i)
+        assert entry.prev_hash == heads[-1]
+        head = ledger.verify()
+        assert head == entry.hash
+        heads.append(head)
+    assert len(set(heads)) == len(heads)
+    entries = ledger.entries()
+    assert entries[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+
+
+def _chain_of(ledger: Ledger, n: int) -> None:
+    ledger.grant(DS, ALICE, 10, granted_by="p")
+    for i in range(n):
+        _debit(ledger, "0.5", release_index=i)
+    ledger.verify()
+
+
+# Editing an amount in place is detected at that entry.
+def test_tampered_epsilon_is_detected(engine: Engine, ledger: Ledger) -> None:
+    _chain_of(ledger, 4)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_entries SET epsilon_q = epsilon_q - 1 WHERE seq = 3"))
+    with pytest.raises(LedgerCorrupt) as exc:
+        ledger.verify()
+    assert exc.value.seq == 3
+    assert "3" in str(exc.value)
+
+
+# Rewriting a stored hash breaks that entry (and the link of the next one).
+def test_tampered_hash_is_detected(engine: Engine, ledger: Ledger) -> None:
+    _chain_of(ledger, 3)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_entries SET hash = :h WHERE seq = 2"), {"h": "f" * 64})
+    with pytest.raises(LedgerCorrupt) as exc:
+        ledger.verify()
+    assert exc.value.seq == 2
+
+
+# Removing an entry from the middle is detected.
+def test_deleted_middle_entry_is_detected(engine: Engine, ledger: Ledger) -> None:
+    _chain_of(ledger, 4)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_entries WHERE seq = 2"))
+    with pytest.raises(LedgerCorrupt) as exc:
+        ledger.verify()
+    assert exc.value.seq == 2
+
+
+# Removing the newest entry (tail truncation) is detected via the stored head.
+def test_truncated_tail_is_detected(engine: Engine, ledger: Ledger) -> None:
+    _chain_of(ledger, 4)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_entries WHERE seq = 4"))
+    with pytest.raises(LedgerCorrupt):
+        ledger.verify()
+
+
+# --------------------------------------------------------------------------- property
+
+
+_amounts = st.decimals(
+    min_value=Decimal("0.000001"),
+    max_value=Decimal(2),
+    places=6,
+    allow_nan=False,
+    allow_infinity=False,
+)
+
+
+# For any sequence of debits: refused iff it would exceed what remains; spent == sum of
+# successes exactly; spent never exceeds the cap.
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(cap=_amounts.map(lambda d: d * 3), amounts=st.lists(_amounts, min_size=1, max_size=15))
+def test_property_debits_never_exceed_cap(cap: Decimal, amounts: list[Decimal]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine, ledger = _open(Path(tmp) / "l.db")
+        try:
+            ledger.grant(DS, ALICE, cap, granted_by="p")
+            succeeded = Decimal(0)
+            for i, amount in enumerate(amounts):
+                remaining = cap - succeeded
+                try:
+                    ledger.debit(ALICE, DS, amount, job_id="h", release_index=i)
+                except BudgetExhausted as exc:
+                    assert amount > remaining, f"refused {amount} with {remaining} left"
+                    assert exc.remaining == remaining
+                else:
+                    assert amount <= remaining, f"accepted {amount} with {remaining} left"
+                    succeeded += amount
+                bal = ledger.balance(ALICE, DS)
+                assert bal.epsilon_spent == succeeded
+                assert bal.epsilon_spent <= cap
+            assert sum((e.epsilon for e in ledger.entries()), Decimal(0)) == succeeded
+            ledger.verify()
+        finally:
+            engine.dispose()
