@@ -84,6 +84,11 @@ ledger_head = Table(
 )
 
 GENESIS_HASH = "0" * 64
+_HEAD_RETRIES = 20
+
+
+class _HeadMoved(Exception):
+    """Another debit extended the chain first; this transaction rolls back."""
 
 
 def _utcnow() -> dt.datetime:
@@ -254,6 +259,19 @@ class Ledger:
             BudgetExhausted: the charge would exceed the cap (nothing charged).
         """
         amount = parse_epsilon(epsilon)
+        for _attempt in range(_HEAD_RETRIES):
+            try:
+                return self._debit_once(principal, dataset, amount, job_id, release_index)
+            except _HeadMoved:
+                continue
+        raise RuntimeError("the ledger is too contended to append; retry the release")
+
+    def _debit_once(
+        self, principal: str, dataset: str, amount: Decimal, job_id: str, release_index: int
+    ) -> LedgerEntry:
+        # On SQLite, BEGIN IMMEDIATE serialises writers, so the head cannot move.
+        # Elsewhere (PostgreSQL, READ COMMITTED) two debits may read the same head;
+        # the compare-and-set below makes the loser roll back (its charge too) and retry.
         q = to_quanta(amount)
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
@@ -305,7 +323,7 @@ class Ledger:
                 .values(seq=seq, hash=digest)
             ).rowcount
             if moved != 1:  # another writer extended the chain; roll everything back
-                raise RuntimeError("ledger head moved during debit; retry")
+                raise _HeadMoved
         return LedgerEntry(
             seq,
             "debit",

@@ -419,13 +419,18 @@ def evaluate(priced: PricedQuery) -> Any:
     Raises:
         EvaluationFailed: with a fixed message; the real error goes to the server log.
     """
-    query, schema = priced.query, priced.dataset.schema
+    # Everything from the scan to the last post-processing step is under one
+    # handler: any exception raised after the data was touched may carry data.
     try:
-        frame = priced.measurement(pl.scan_parquet(priced.dataset.path)).collect()
-        rows = frame.to_dicts()
+        return _evaluate(priced)
     except Exception:
         log.exception("evaluation failed on dataset %s", priced.dataset.name)
         raise EvaluationFailed() from None
+
+
+def _evaluate(priced: PricedQuery) -> Any:
+    query, schema = priced.query, priced.dataset.schema
+    rows = priced.measurement(pl.scan_parquet(priced.dataset.path)).collect().to_dicts()
     specs = {a.alias: schema.column(a.column) if a.column else None for a in query.aggs}
 
     def record(row: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from budget import Ledger, parse_epsilon, to_quanta
+from budget import BudgetError, Ledger, parse_epsilon, to_quanta
 
 from . import _compiler
 from ._errors import AccessDenied, JobCancelled, JobError, ServiceStopping
@@ -191,10 +191,14 @@ class JobService:
                     error_message="the job was cancelled",
                 )
             except Exception as err:
-                code = self._classify(err)
-                if not isinstance(err, JobError) and code in ("INTERNAL", "UNKNOWN"):
+                if isinstance(err, (JobError, BudgetError)):
+                    message = str(err)  # domain errors never quote confidential data
+                else:
                     log.exception("job %s failed", job.id)
-                self._store.finish(job.id, JobState.FAILED, error_code=code, error_message=str(err))
+                    message = "internal error; the operator can find details in the server log"
+                self._store.finish(
+                    job.id, JobState.FAILED, error_code=self._classify(err), error_message=message
+                )
             else:
                 self._store.finish(
                     job.id, JobState.SUCCEEDED, result=outcome.result, printed=outcome.printed
