@@ -38,6 +38,7 @@ from ._plan import (
     UnaryOp,
     check_literal,
     check_structure,
+    is_finite_number,
 )
 
 ReleaseFn = Callable[[Query, Any], Any]
@@ -226,7 +227,7 @@ def _bounds_arg(bounds: Any, op: str) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         raise PlanError(f"{op}(..., bounds=(lo, hi)) takes two numbers") from None
     for b in (lo, hi):
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+        if not is_finite_number(b):
             raise PlanError(f"{op}(..., bounds=(lo, hi)) takes two finite numbers")
     if lo >= hi:
         raise PlanError(f"{op}(..., bounds=(lo, hi)) needs lo < hi, got ({lo}, {hi})")
@@ -257,6 +258,8 @@ def sum_(*args: Any, **kwargs: Any) -> Any:
     """``sum("col")`` is the aggregate; ``sum(numbers)`` is Python's sum."""
     if args and isinstance(args[0], (str, ColumnExpr)):
         return agg_sum(*args, **kwargs)
+    if not args:
+        raise TypeError("sum() takes a column name (the aggregate) or a list of numbers")
     return builtins.sum(
         (x.value if isinstance(x, Released) else x for x in args[0]), *args[1:], **kwargs
     )

@@ -189,7 +189,7 @@ def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> E
         return Lit(check_literal(raw["lit"]))
     op = raw.get("op")
     args = raw.get("args")
-    if not isinstance(args, list):
+    if not isinstance(op, str) or not isinstance(args, list):
         raise PlanError("malformed expression")
     if op in BINARY_OPS and set(raw) == {"op", "args"} and len(args) == 2:
         return BinOp(
@@ -209,15 +209,24 @@ def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> E
     raise PlanError(f"unknown expression operator {op!r}")
 
 
+def is_finite_number(value: Any) -> bool:
+    """A real number (not bool) that a float can hold; ``10**400`` is not.
+
+    >>> is_finite_number(3), is_finite_number(float("nan")), is_finite_number(10**400)
+    (True, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _bounds(raw: Any) -> tuple[float, float] | None:
     if raw is None:
         return None
-    if (
-        not isinstance(raw, list)
-        or len(raw) != 2
-        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in raw)
-        or not all(math.isfinite(b) for b in raw)
-    ):
+    if not isinstance(raw, list) or len(raw) != 2 or not all(is_finite_number(b) for b in raw):
         raise PlanError("bounds must be two finite numbers (lo, hi)")
     lo, hi = raw
     if lo >= hi:
@@ -237,16 +246,19 @@ def from_wire(raw: Any) -> Query:
         raise PlanError("group_by takes at most 8 columns")
     if not isinstance(aggs_raw, list) or not aggs_raw or len(aggs_raw) > 100:
         raise PlanError("a release needs between 1 and 100 aggregates")
-    if raw["shape"] not in SHAPES:
+    if not isinstance(raw["shape"], str) or raw["shape"] not in SHAPES:
         raise PlanError("malformed plan: shape")
     aggs: list[Agg] = []
     for a in aggs_raw:
         if not isinstance(a, dict) or set(a) != {"op", "column", "bounds", "alias"}:
             raise PlanError("malformed aggregate")
-        if a["op"] not in AGG_OPS:
+        if not isinstance(a["op"], str) or a["op"] not in AGG_OPS:
             raise PlanError(f"unknown aggregate {a['op']!r}")
         column = None if a["column"] is None else _name(a["column"], "aggregate column")
-        aggs.append(Agg(a["op"], column, _bounds(a["bounds"]), _name(a["alias"], "alias")))
+        alias = _name(a["alias"], "alias")
+        if not alias.isidentifier():
+            raise PlanError(f"aggregate name {alias!r} must be a valid identifier")
+        aggs.append(Agg(a["op"], column, _bounds(a["bounds"]), alias))
     group_by = tuple(_name(g, "group_by column") for g in group_raw)
     q = Query(
         dataset=_name(raw["dataset"], "dataset name"),

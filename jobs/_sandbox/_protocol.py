@@ -48,6 +48,12 @@ def recv(stream: IO[bytes]) -> Any:
     if size > MAX_MESSAGE:
         raise ProtocolError(f"message of {size} bytes exceeds {MAX_MESSAGE}")
     try:
-        return json.loads(_read_exact(stream, size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return json.loads(_read_exact(stream, size), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ProtocolError("malformed message") from err
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; `send` never writes them, so a peer that does
+    # is broken or hostile.
+    raise ProtocolError(f"{name} is not valid JSON")

@@ -50,6 +50,9 @@ _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "//=": operator.ifloordiv,
     "%=": operator.imod,
     "**=": operator.ipow,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
 }
 
 

@@ -129,7 +129,10 @@ def run_worker(
             watchdog.finished.set()
             _kill(proc)
             proc.wait()
-            proc.stdin.close()
+            # A reply may still sit in stdin's buffer if the worker died mid-release;
+            # flushing it into the dead pipe must not mask the real outcome.
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
             proc.stdout.close()
 
 
@@ -166,6 +169,8 @@ def _converse(
             else:
                 raise ProtocolError(f"unknown op {op!r}")
     except (EOFError, BrokenPipeError, ProtocolError) as err:
+        if isinstance(err, ProtocolError):
+            _kill(proc)  # a worker that breaks the protocol is not waited for
         proc.wait()
         if watchdog.reason == "cancelled":
             raise JobCancelled("the job was cancelled") from None
@@ -173,6 +178,8 @@ def _converse(
             raise WallClockLimit(
                 f"the job ran longer than its wall-clock limit of {limits.wall_seconds:g} s"
             ) from None
+        if isinstance(err, ProtocolError):
+            raise ScriptFailed(f"the job's worker broke the host protocol: {err}") from None
         if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
             raise ResourceLimit(
                 f"the job used more than its CPU limit of {limits.cpu_seconds} s"
@@ -193,4 +200,10 @@ def _outcome(message: dict[str, Any], limits: Limits) -> WorkerOutcome:
             f"the result is {size} bytes, more than the limit of {limits.max_result_bytes}"
         )
     printed = message.get("printed")
-    return WorkerOutcome(result, printed if isinstance(printed, str) else "")
+    if not isinstance(printed, str):
+        printed = ""
+    # The worker truncates too, but the host does not rely on untrusted code for it.
+    if len(printed.encode()) > limits.max_printed_bytes:
+        printed = printed.encode()[: limits.max_printed_bytes].decode(errors="ignore")
+        printed += "\n[output truncated]"
+    return WorkerOutcome(result, printed)
