@@ -190,6 +190,9 @@ def validate(query: Query, schema: Schema) -> None:
     if n_groups > MAX_GROUPS:
         raise PlanError(f"grouping yields {n_groups} groups, more than {MAX_GROUPS}")
     for a in query.aggs:
+        if "__" in a.alias:
+            # Reserved: a mean compiles to two hidden columns, ALIAS__sum and ALIAS__len.
+            raise PlanError(f"aggregate name {a.alias!r} must not contain '__'")
         if not a.alias.isidentifier():
             raise PlanError(f"aggregate name {a.alias!r} must be a valid identifier")
         if a.column is None:
@@ -197,7 +200,7 @@ def validate(query: Query, schema: Schema) -> None:
         spec = _column(schema, ds, a.column)
         if a.column == ident:
             raise PlanError(
-                f"{a.column!r} identifies people (the privacy unit); it cannot be {a.op}med"
+                f"{a.column!r} identifies people (the privacy unit); {a.op}() cannot use it"
             )
         if not spec.is_numeric:
             raise PlanError(f"{a.op}({a.column!r}): column is {spec.type}, not numeric")

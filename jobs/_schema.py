@@ -234,7 +234,9 @@ def _parse_column(name: str, spec: Any) -> ColumnSpec:
     if not isinstance(nullable, bool):
         raise SchemaError(f"column {name!r}: nullable must be true or false")
     description = spec.get("description", "")
-    return ColumnSpec(name, ctype, bounds, categories, nullable, str(description))
+    if not isinstance(description, str):
+        raise SchemaError(f"column {name!r}: description must be a string")
+    return ColumnSpec(name, ctype, bounds, categories, nullable, description)
 
 
 def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
@@ -246,7 +248,7 @@ def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
         )
     ident = raw.get("column")
     k = raw.get("max_rows_per_person")
-    if ident not in columns:
+    if not isinstance(ident, str) or ident not in columns:
         raise SchemaError(f"privacy_unit.column {ident!r} is not a declared column")
     if columns[ident].type not in ("int", "string"):
         raise SchemaError(f"privacy_unit.column {ident!r} must be an int or string column")
@@ -310,8 +312,19 @@ def conform(frame: Any, schema: Schema) -> Any:
                 continue
             series = mapped.alias(spec.name)
         if spec.type in target:
+            source = series
             try:
                 series = series.cast(target[spec.type], strict=True)
+                if source.dtype.is_numeric() and spec.type != "float":
+                    # Typed input (Parquet): 2.5 -> int or 2 -> bool would cast silently.
+                    lossy = source.cast(pl.Float64) != series.cast(pl.Float64)
+                    if lossy.any():
+                        bad = _first_rows(frame.with_row_index("_row").filter(lossy), spec.name)
+                        problems.append(
+                            f"column {spec.name!r}: values cannot be stored as {spec.type} "
+                            f"without changing them: {bad}"
+                        )
+                        continue
             except Exception:  # polars raises several types for failed casts
                 bad = _first_rows(
                     frame.with_row_index("_row").filter(
@@ -337,7 +350,11 @@ def conform(frame: Any, schema: Schema) -> Any:
                 problems.append(f"column {spec.name!r}: NaN values: {_first_rows(nan, spec.name)}")
         if spec.bounds is not None:
             lo, hi = spec.bounds
-            out_of = rows.filter((pl.col(spec.name) < lo) | (pl.col(spec.name) > hi))
+            value = pl.col(spec.name)
+            outside = (value < lo) | (value > hi)
+            if spec.type == "float":
+                outside = outside & value.is_not_nan()  # NaN is reported on its own
+            out_of = rows.filter(outside)
             if out_of.height:
                 problems.append(
                     f"column {spec.name!r}: {out_of.height} value(s) outside bounds [{lo}, {hi}]: "
