@@ -134,6 +134,8 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         caller = current_principal()
         if not request.dataset:
             raise InvalidArgument("dataset is required: the dataset the job runs against")
+        if len(request.request_id) > 200:
+            raise InvalidArgument("request_id must be at most 200 characters")
         job = self._app.jobs.submit(
             caller.name, request.dataset, request.script, request.request_id
         )

@@ -113,8 +113,8 @@ def _reject_imports(source: str) -> None:
     # time; refusing it at submission gives the researcher a clearer message sooner.
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        return  # RestrictedPython reports syntax errors with line numbers
+    except (SyntaxError, RecursionError, MemoryError):
+        return  # RestrictedPython reports these with line numbers
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             raise ScriptRejected(
@@ -126,8 +126,12 @@ def _reject_imports(source: str) -> None:
 
 @lru_cache(maxsize=256)
 def _compile_cached(_digest: str, source: str) -> CodeType:
-    _reject_imports(source)
-    result = compile_restricted_exec(source, filename="<job>")
+    try:
+        _reject_imports(source)
+        result = compile_restricted_exec(source, filename="<job>")
+    except (RecursionError, MemoryError, ValueError) as err:
+        # Pathologically nested source; compile() itself gives up.
+        raise ScriptRejected(f"the script was rejected: {type(err).__name__}") from None
     if result.errors or result.code is None:
         raise ScriptRejected("the script was rejected: " + "; ".join(result.errors))
     code: CodeType = result.code

@@ -28,7 +28,6 @@ def _apply_limits(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
-    sys.setrecursionlimit(500)
 
 
 def _epsilon_text(epsilon: Any) -> str:
@@ -43,6 +42,8 @@ def _run(inp: IO[bytes], out: IO[bytes]) -> None:
     except ScriptRejected as err:
         send(out, {"op": "failed", "kind": "ScriptRejected", "message": str(err)})
         return
+    # Deep recursion in the script fails as a clean RecursionError, not a C stack overflow.
+    sys.setrecursionlimit(500)
 
     def release_fn(query: Query, epsilon: Any) -> Any:
         send(out, {"op": "release", "plan": to_wire(query), "epsilon": _epsilon_text(epsilon)})

@@ -289,3 +289,10 @@ result["both"] = [a, b]
     assert 0.2 < job.result["share_repeat"] < 0.4
     assert job.printed.startswith("total ")
     assert all("ci95" in v for v in job.result["both"])
+
+
+def test_overlong_request_id_is_invalid(server) -> None:
+    token = server.researcher("1")
+    with Client(server.address, token) as client, pytest.raises(grpc.RpcError) as err:
+        client.submit('result["x"] = 1', "stays", request_id="r" * 201)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

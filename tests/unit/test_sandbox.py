@@ -586,3 +586,18 @@ def test_compromised_worker_cannot_exceed_max_printed_bytes(
     except JobError:
         return
     assert len(outcome.printed.encode()) <= 100 + len("\n[output truncated]")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = " + "(" * 5000 + ")" * 5000,
+        "x = " + "-" * 100_000 + "1",
+        "x = " + "[" * 3000 + "]" * 3000,
+    ],
+)
+def test_pathological_sources_are_rejected_not_crashing_the_host(source: str) -> None:
+    from jobs._sandbox import compile_script
+
+    with pytest.raises(ScriptRejected):
+        compile_script(source)
