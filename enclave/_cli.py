@@ -116,6 +116,9 @@ def _print_job(job: Job, as_json: bool) -> None:
                 print(f"  #{r.index} epsilon={r.epsilon}")
                 if r.value is not None:
                     print(fmt.result(r.value, "    "))
+    if job.script:
+        print("script:")
+        print("\n".join("  " + line for line in job.script.rstrip("\n").splitlines()))
     if job.printed:
         print("printed:")
         print("\n".join("  " + line for line in job.printed.rstrip("\n").splitlines()))

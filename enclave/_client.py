@@ -118,6 +118,8 @@ class Job:
         }
         if self.printed:
             out["printed"] = self.printed
+        if self.script:
+            out["script"] = self.script
         if self.error_code:
             out["error"] = {"code": self.error_code, "message": self.error_message}
         return out

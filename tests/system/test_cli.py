@@ -147,7 +147,14 @@ def test_full_path_through_the_cli(served, dataset_files) -> None:
     assert "SUCCEEDED" in human and "95% CI" in human
     assert "stays" in cli("datasets", token=researcher, address=address).stdout
     assert job["job_id"] in cli("jobs", token=researcher, address=address).stdout
-    assert "SUCCEEDED" in cli("job", job["job_id"], token=researcher, address=address).stdout
+    shown = cli("job", job["job_id"], token=researcher, address=address).stdout
+    assert "SUCCEEDED" in shown and "release(dataset().count(), epsilon=0.5)" in shown
+    dpo = cli(
+        "admin", "create-principal", "dpo", "--role", "dpo", token=admin, address=address
+    ).stdout.strip()
+    audited = json.loads(cli("job", job["job_id"], "--json", token=dpo, address=address).stdout)
+    assert audited["script"] == script.read_text()
+    assert job["job_id"] in cli("jobs", token=dpo, address=address).stdout
 
     refused = cli("budget", token="enc_wrong", address=address, check=False)
     assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
