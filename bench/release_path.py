@@ -87,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--jobs", type=int, default=30, help="jobs per latency measurement")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="enclave-bench-"))
     schema_text = (ROOT / "demo" / "tourism_stays.schema.toml").read_text()
@@ -113,10 +114,10 @@ def main() -> None:
             f"{name:34} {raw_s * 1e3:8.1f} {price_s * 1e3:9.1f} {dp_s * 1e3:8.1f} "
             f"{dp_s / raw_s:6.2f}x"
         )
-    _job_latency(tmp, csv_path, schema_text)
+    _job_latency(tmp, csv_path, schema_text, args.jobs)
 
 
-def _job_latency(tmp: Path, csv_path: Path, schema_text: str) -> None:
+def _job_latency(tmp: Path, csv_path: Path, schema_text: str, jobs: int) -> None:
     from enclave import Client
     from enclave._app import Enclave
     from enclave._server import start_server
@@ -141,7 +142,7 @@ def _job_latency(tmp: Path, csv_path: Path, schema_text: str) -> None:
     with Client(address, researcher) as c:
         for label, body in (("3-release job", script), ("empty job", empty)):
             times = []
-            for _ in range(30):
+            for _ in range(jobs):
                 start = time.perf_counter()
                 c.run(body, "stays")
                 times.append(time.perf_counter() - start)

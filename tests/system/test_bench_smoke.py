@@ -1,0 +1,30 @@
+"""Benchmarks are not tests, but a tiny run keeps them from rotting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_release_path_benchmark_runs_at_tiny_size() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "release_path.py"),
+            "--rows",
+            "2000",
+            "--repeat",
+            "1",
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "group_by(department)" in done.stdout
+    assert "3-release job" in done.stdout
