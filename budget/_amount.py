@@ -57,17 +57,19 @@ def parse_epsilon(value: object) -> Decimal:
     return amount
 
 
-def to_quanta(amount: Decimal) -> int:
-    """Whole quanta covering ``amount`` (rounded up).
+def to_quanta(amount: Decimal, *, rounding: str = ROUND_CEILING) -> int:
+    """Whole quanta of ``amount``: rounded up for charges, down (FLOOR) for caps.
 
     >>> to_quanta(Decimal("0.5"))
     500000000000
+    >>> to_quanta(Decimal("1.5e-12")), to_quanta(Decimal("1.5e-12"), rounding="ROUND_FLOOR")
+    (2, 1)
     """
     # Exact: the default context keeps 28 digits and would round a long amount
     # *down* before the ceiling; give the division room for every digit.
     with localcontext() as ctx:
         ctx.prec = len(amount.as_tuple().digits) + 30
-        return int((amount / QUANTUM).to_integral_value(rounding=ROUND_CEILING))
+        return int((amount / QUANTUM).to_integral_value(rounding=rounding))
 
 
 def from_quanta(quanta: int) -> Decimal:

@@ -9,8 +9,9 @@ SQLite is the embedded default. Two settings matter for the ledger:
   (pysqlite's own transaction handling issues a deferred ``BEGIN`` lazily, which
   is why we switch it off and issue ``BEGIN`` ourselves.)
 
-Any other SQLAlchemy URL (PostgreSQL) gets the library defaults; the debit is a
-single conditional ``UPDATE`` and is atomic there without extra locking.
+Any other SQLAlchemy URL (PostgreSQL) gets the library defaults; there the debit
+locks the ledger's head row (``SELECT ... FOR UPDATE``) and then makes its
+conditional ``UPDATE``, which is atomic on its own.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ its record exist together or not at all.
 
 Invariant 7 (tamper evidence): each entry stores the SHA-256 of the previous
 entry's hash and its own canonical JSON. The chain head lives in a one-row
-table updated with a compare-and-set on its sequence number, so two writers can
-never both extend the chain from the same head.
+table that each debit locks first (``FOR UPDATE``) and updates with a
+compare-and-set on its sequence number, so two writers can never both extend the
+chain from the same head.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -183,7 +184,8 @@ class Ledger:
         Granting again changes the cap (spending so far is kept; a cap below
         what was already spent simply leaves nothing to spend).
         """
-        cap_q = to_quanta(parse_epsilon(epsilon_cap))
+        # A cap is a promise to the provider: round it down, never up.
+        cap_q = to_quanta(parse_epsilon(epsilon_cap), rounding=ROUND_FLOOR)
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             changed = conn.execute(
@@ -275,6 +277,13 @@ class Ledger:
         q = to_quanta(amount)
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            # Lock the chain head first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
+            # holds the write lock): debits then extend the chain one at a time.
+            head = conn.execute(
+                select(ledger_head.c.seq, ledger_head.c.hash)
+                .where(ledger_head.c.id == 1)
+                .with_for_update()
+            ).one()
             charged = conn.execute(
                 update(grants)
                 .where(
@@ -297,7 +306,6 @@ class Ledger:
                     raise NoGrant(principal, dataset)
                 remaining = max(row.epsilon_cap_q - row.epsilon_spent_q, 0)
                 raise BudgetExhausted(dataset, amount, from_quanta(remaining))
-            head = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
             seq = head.seq + 1
             digest = _chain(
                 head.hash,

@@ -8,7 +8,10 @@ from typing import Any
 
 def is_released(value: Any) -> bool:
     """Whether a JSON value is a released value object."""
-    return isinstance(value, dict) and "value" in value and "ci95" in value
+    if not isinstance(value, dict) or "value" not in value:
+        return False
+    ci = value.get("ci95")
+    return isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)
 
 
 def number(x: Any) -> str:

@@ -29,7 +29,6 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (jobs.SchemaError, grpc.StatusCode.INVALID_ARGUMENT),
     (jobs.DataMismatch, grpc.StatusCode.INVALID_ARGUMENT),
     (jobs.UnknownDataset, grpc.StatusCode.NOT_FOUND),
-    (jobs.AccessDenied, grpc.StatusCode.PERMISSION_DENIED),
     (jobs.PlanError, grpc.StatusCode.INVALID_ARGUMENT),
     (jobs.ScriptRejected, grpc.StatusCode.INVALID_ARGUMENT),
     (jobs.ScriptFailed, grpc.StatusCode.INVALID_ARGUMENT),

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
-    AccessDenied,
     DataMismatch,
     EvaluationFailed,
     JobCancelled,
@@ -54,7 +53,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AccessDenied",
     "ColumnSpec",
     "DataMismatch",
     "DatasetCatalog",

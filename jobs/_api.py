@@ -450,6 +450,21 @@ class Released(_Frozen):
     def __neg__(self) -> Any:
         return -self.value
 
+    def __abs__(self) -> Any:
+        return abs(self.value)
+
+    def __pow__(self, o: Any) -> Any:
+        return self.value ** _num(o)
+
+    def __rpow__(self, o: Any) -> Any:
+        return _num(o) ** self.value
+
+    def __eq__(self, o: object) -> bool:
+        return bool(self.value == _num(o))
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
     def __repr__(self) -> str:
         lo, hi = self.ci95
         return f"{self.value!r} (95% CI {lo!r} .. {hi!r})"
@@ -459,13 +474,13 @@ def _num(o: Any) -> Any:
     return o.value if isinstance(o, Released) else o
 
 
-def wrap_release(raw: Any) -> Any:
-    """Turn the host's JSON release into facades (the script's view of it)."""
-    if isinstance(raw, list):
+def wrap_release(raw: Any, shape: Shape) -> Any:
+    """Turn the host's JSON release, of the plan's shape, into facades."""
+    if shape == "table":
         return [
             {k: Released(v) if isinstance(v, dict) else v for k, v in row.items()} for row in raw
         ]
-    if "value" in raw and "ci95" in raw:
+    if shape == "scalar":
         return Released(raw)
     return {k: Released(v) for k, v in raw.items()}
 
@@ -502,7 +517,7 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
             raise PlanError("release(plan, epsilon=...) needs an epsilon")
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, str)):
             raise PlanError(f"epsilon must be a number, got {type(epsilon).__name__}")
-        return wrap_release(release_fn(plan._q, epsilon))
+        return wrap_release(release_fn(plan._q, epsilon), plan._q.shape)
 
     return {
         "dataset": dataset,

@@ -32,9 +32,11 @@ microseconds whereas an in-memory frame is copied whole.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -55,6 +57,9 @@ dp.enable_features("contrib")
 log = logging.getLogger(__name__)
 
 MAX_GROUPS = 10_000
+#: Each released value is ~200 bytes of JSON; this keeps a release well under the
+#: 16 MiB worker channel message limit.
+MAX_RELEASED_VALUES = 20_000
 CONFIDENCE = 0.95
 _POLARS_TYPES: dict[str, Any] = {
     "int": pl.Int64,
@@ -189,6 +194,13 @@ def validate(query: Query, schema: Schema) -> None:
         n_groups *= len(spec.keys)
     if n_groups > MAX_GROUPS:
         raise PlanError(f"grouping yields {n_groups} groups, more than {MAX_GROUPS}")
+    if n_groups * len(query.aggs) > MAX_RELEASED_VALUES:
+        # Refused here, before the debit: a release too large to hand back would
+        # be charged and then lost.
+        raise PlanError(
+            f"this release would hold {n_groups * len(query.aggs)} values "
+            f"({n_groups} groups x {len(query.aggs)} aggregates), more than {MAX_RELEASED_VALUES}"
+        )
     for a in query.aggs:
         if "__" in a.alias:
             # Reserved: a mean compiles to two hidden columns, ALIAS__sum and ALIAS__len.
@@ -248,12 +260,17 @@ def _to_polars(e: Expr) -> pl.Expr:
         inner = _to_polars(e.arg)
         return {
             "not": lambda: ~inner,
-            "neg": lambda: -inner,
+            # OpenDP 0.16 does not recognise Polars' negate(); 0 - x is the same value.
+            "neg": lambda: pl.lit(0) - inner,
             "is_null": inner.is_null,
             "is_not_null": inner.is_not_null,
         }[e.op]()
     if isinstance(e, IsIn):
-        return _to_polars(e.arg).is_in([v for v in e.values if v is not None])
+        # OpenDP 0.16 does not support Polars' is_in; an OR of equalities is the same
+        # row set. None in the list matches nulls, as a researcher listing it means.
+        arg = _to_polars(e.arg)
+        terms = [arg.is_null() if v is None else arg == pl.lit(v) for v in e.values]
+        return functools.reduce(operator.or_, terms, pl.lit(False))
     left, right = _to_polars(e.left), _to_polars(e.right)
     ops = {
         "add": left.__add__,

@@ -5,8 +5,7 @@ Tree::
     JobError
     ├── SchemaError         a schema TOML that is not valid
     ├── DataMismatch        data that does not match its schema (provider-only details)
-    ├── UnknownDataset      no dataset of that name
-    ├── AccessDenied        the caller holds no grant on the dataset
+    ├── UnknownDataset      no dataset of that name granted to the caller
     ├── PlanError           a plan that is invalid against *public* metadata
     ├── ScriptRejected      RestrictedPython refused to compile the script
     ├── ScriptFailed        the script raised; the message is the script's own
@@ -44,11 +43,11 @@ class DataMismatch(JobError):
 
 
 class UnknownDataset(JobError):
-    """No dataset of that name."""
+    """No dataset of that name, or none the caller holds a grant on.
 
-
-class AccessDenied(JobError):
-    """The caller holds no grant on the dataset."""
+    The two cases share one error so that researchers cannot enumerate the
+    names of datasets they were not granted.
+    """
 
 
 class PlanError(JobError):

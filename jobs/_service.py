@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from budget import BudgetError, Ledger, parse_epsilon, to_quanta
 
 from . import _compiler
-from ._errors import AccessDenied, JobCancelled, JobError, ServiceStopping
+from ._errors import JobCancelled, JobError, ServiceStopping, UnknownDataset
 from ._plan import from_wire, to_wire
 from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
 from ._schema import DatasetHandle
@@ -84,16 +84,14 @@ class JobService:
         """Validate and queue a job; idempotent on ``(principal, request_id)``.
 
         Raises:
-            ScriptRejected, UnknownDataset, AccessDenied, RequestConflict.
+            ScriptRejected, UnknownDataset, RequestConflict.
         """
         if not self._accepting:
             raise ServiceStopping(
                 "the server is shutting down and accepts no new jobs; retry later"
             )
         compile_script(script)
-        self._catalog.resolve(dataset)
-        if not self._ledger.has_grant(principal, dataset):
-            raise AccessDenied(f"you have no grant on dataset {dataset!r}")
+        self._granted(principal, dataset)
         job_id = uuid.uuid4().hex
         job, created = self._store.create(
             job_id, principal, request_id or f"auto-{job_id}", dataset, script
@@ -103,6 +101,13 @@ class JobService:
             self._pool.submit(self._run, job)
             log.info("job %s queued for %s on %s", job.id, principal, dataset)
         return job
+
+    def _granted(self, principal: str, dataset: str) -> DatasetHandle:
+        # The grant is checked first and both failures read the same, so that the
+        # names of datasets the researcher was not granted stay private.
+        if not self._ledger.has_grant(principal, dataset):
+            raise UnknownDataset(f"no dataset called {dataset!r} is granted to you")
+        return self._catalog.resolve(dataset)
 
     def get(self, job_id: str, *, principal: str | None = None) -> JobRecord:
         """A job (of ``principal`` only, if given)."""
@@ -218,9 +223,7 @@ class JobService:
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
         query = from_wire(request.plan)
         epsilon = parse_epsilon(request.epsilon)
-        handle = self._catalog.resolve(query.dataset)
-        if not self._ledger.has_grant(job.principal, query.dataset):
-            raise AccessDenied(f"you have no grant on dataset {query.dataset!r}")
+        handle = self._granted(job.principal, query.dataset)
         priced = _compiler.price(query, handle, epsilon)
         self._ledger.debit(
             job.principal, query.dataset, epsilon, job_id=job.id, release_index=request.index

@@ -63,6 +63,12 @@ def _inplacevar(op: str, x: Any, y: Any) -> Any:
     return fn(x, y)
 
 
+def _apply(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # RestrictedPython routes calls with *args/**kwargs through this hook; the
+    # callables a script can reach are already limited by its globals.
+    return fn(*args, **kwargs)
+
+
 def _getitem(ob: Any, index: Any) -> Any:
     return ob[index]
 
@@ -89,6 +95,7 @@ def restricted_globals(api: dict[str, Any]) -> dict[str, Any]:
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": full_write_guard,
         "_inplacevar_": _inplacevar,
+        "_apply_": _apply,
         "_print_": PrintCollector,
         **api,
     }

@@ -375,13 +375,21 @@ def test_release_wraps_each_shape(ns: dict[str, Any]) -> None:
     assert all(isinstance(row["count"], Released) for row in table)
 
 
+def test_a_record_whose_aggregates_are_named_value_and_ci95_stays_a_record() -> None:
+    raw = {"value": {"value": 1, "ci95": [0, 2]}, "ci95": {"value": 3, "ci95": [2, 4]}}
+    record = wrap_release(raw, "record")
+    assert set(record) == {"value", "ci95"}
+    assert record["ci95"].value == 3
+
+
 def test_released_values_post_process_like_numbers() -> None:
     a = Released({"value": 10, "ci95": [8, 12]})
-    b = wrap_release({"value": 4.0, "ci95": [3.0, 5.0]})
+    b = wrap_release({"value": 4.0, "ci95": [3.0, 5.0]}, "scalar")
     assert a + b == 14.0 and 1 + a == 11 and a - 1 == 9 and 20 - a == 10
     assert a * 2 == 20 and 2 * a == 20 and a / 4 == 2.5 and 40 / a == 4
     assert -a == -10 and float(a) == 10.0 and int(b) == 4 and round(b) == 4
     assert a > b and b < a and a >= 10 and a <= 10
+    assert abs(-a) == 10 and a**2 == 100 and 2**b == 16 and a == 10 and a != b
     assert repr(a) == "10 (95% CI 8 .. 12)"
     assert result_to_json({"a": a}) == {
         "a": {
