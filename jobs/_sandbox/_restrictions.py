@@ -83,9 +83,19 @@ def builtins_table() -> dict[str, Any]:
     return table
 
 
+OUTPUT_KEY = "_job_output_"
+
+
 def restricted_globals(api: dict[str, Any]) -> dict[str, Any]:
-    """Globals for one run: builtins, RestrictedPython's guards and the job API."""
+    """Globals for one run: builtins, RestrictedPython's guards and the job API.
+
+    RestrictedPython creates a print collector per function scope; handing out one
+    shared collector keeps what functions print too. It is stored under a ``_``
+    name, which scripts cannot reference.
+    """
+    output = PrintCollector(safer_getattr)
     return {
+        OUTPUT_KEY: output,
         "__builtins__": builtins_table(),
         "__name__": "job",
         "_getattr_": safer_getattr,
@@ -96,7 +106,7 @@ def restricted_globals(api: dict[str, Any]) -> dict[str, Any]:
         "_write_": full_write_guard,
         "_inplacevar_": _inplacevar,
         "_apply_": _apply,
-        "_print_": PrintCollector,
+        "_print_": lambda _getattr_=None: output,
         **api,
     }
 

@@ -17,7 +17,7 @@ from .._api import make_namespace, result_to_json
 from .._errors import PlanError, ResultRejected, ScriptRejected
 from .._plan import Query, to_wire
 from ._protocol import recv, send
-from ._restrictions import compile_script, restricted_globals
+from ._restrictions import OUTPUT_KEY, compile_script, restricted_globals
 
 
 def _apply_limits(limits: dict[str, Any]) -> None:
@@ -75,8 +75,7 @@ def _run(inp: IO[bytes], out: IO[bytes]) -> None:
         message = f"{type(err).__name__}: {err}"[:4000]
         send(out, {"op": "failed", "kind": "ScriptFailed", "message": message})
         return
-    collector = env.get("_print")
-    printed = collector() if callable(collector) else ""
+    printed = env[OUTPUT_KEY]()
     if len(printed.encode()) > max_printed:
         printed = printed.encode()[:max_printed].decode(errors="ignore") + "\n[output truncated]"
     send(out, {"op": "done", "result": result, "printed": printed})

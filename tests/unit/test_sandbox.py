@@ -601,3 +601,17 @@ def test_pathological_sources_are_rejected_not_crashing_the_host(source: str) ->
 
     with pytest.raises(ScriptRejected):
         compile_script(source)
+
+
+def test_print_inside_functions_is_captured_in_order() -> None:
+    outcome, _host = run(
+        """
+        def show(x):
+            print("in show", x)
+        show(1)
+        print("top")
+        result["seen"] = printed
+        """
+    )
+    assert outcome.printed == "in show 1\ntop\n"
+    assert outcome.result["seen"] == "in show 1\ntop\n"
