@@ -329,3 +329,19 @@ def test_overlong_request_id_is_invalid(server) -> None:
     with Client(server.address, token) as client, pytest.raises(grpc.RpcError) as err:
         client.submit('result["x"] = 1', "stays", request_id="r" * 201)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_parquet_registration(server, rows, dataset_files, tmp_path) -> None:
+    import polars as pl
+
+    _csv, schema = dataset_files
+    path = tmp_path / "stays.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    with Client(server.address, server.provider_token) as provider:
+        info = provider.register_dataset("stays_parquet", path, schema)
+        assert [c.name for c in info.columns] == ["region", "nights", "spend", "age", "repeat"]
+        token = server.researcher(None, name="parquet_user")
+        provider.grant("stays_parquet", "parquet_user", 1)
+    with Client(server.address, token) as client:
+        job = client.run('result["n"] = release(dataset().count(), epsilon=0.5)', "stays_parquet")
+    assert within_noise(job.result["n"], len(rows))
