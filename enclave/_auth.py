@@ -30,7 +30,13 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert
 from sqlalchemy.exc import IntegrityError
 
 from . import _status
-from ._errors import AlreadyExists, InvalidArgument
+from ._errors import (
+    AlreadyExists,
+    EnclaveError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +204,25 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, principals: PrincipalStore) -> None:
         self._principals = principals
 
+    def _authorise(
+        self, token: str | None, roles: frozenset[Role] | None, method: str
+    ) -> Principal:
+        if token is None:
+            raise Unauthenticated(
+                "missing bearer token: send 'authorization: Bearer <token>' metadata "
+                "(the CLI reads ENCLAVE_TOKEN)"
+            )
+        principal = self._principals.authenticate(token)
+        if principal is None:
+            raise Unauthenticated("unknown or revoked token")
+        if roles is None or principal.role not in roles:
+            allowed = ", ".join(sorted(r.value for r in roles or ())) or "nobody"
+            raise PermissionDenied(
+                f"{method.rsplit('/', 1)[-1]} is for role(s) {allowed}; "
+                f"{principal.name} is {principal.role.value}"
+            )
+        return principal
+
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
         method: str = details.method
@@ -207,24 +232,11 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         token = _bearer(details.invocation_metadata)
 
         def authorise(context: grpc.ServicerContext) -> Principal:
-            if token is None:
-                context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "missing bearer token: send 'authorization: Bearer <token>' metadata "
-                    "(the CLI reads ENCLAVE_TOKEN)",
-                )
-            principal = self._principals.authenticate(token or "")
-            if principal is None:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
-            assert principal is not None
-            if roles is None or principal.role not in roles:
-                allowed = ", ".join(sorted(r.value for r in roles or ())) or "nobody"
-                context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"{method.rsplit('/', 1)[-1]} is for role(s) {allowed}; "
-                    f"{principal.name} is {principal.role.value}",
-                )
-            return principal
+            try:
+                return self._authorise(token, roles, method)
+            except EnclaveError as err:
+                _abort(context, err)
+                raise  # pragma: no cover - abort() raises
 
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary

@@ -50,8 +50,8 @@ from ._errors import EvaluationFailed, PlanError
 from ._plan import Agg, BinOp, Col, Expr, IsIn, Lit, Query, UnaryOp
 from ._schema import ColumnSpec, DatasetHandle, Schema
 
-# "contrib" holds the Polars integration. "honest-but-curious" is never enabled:
-# it would let a plan run arbitrary functions on the data.
+# "contrib" holds the Polars integration. The feature that would let a plan run
+# arbitrary Python functions on the data is never enabled (invariant 5).
 dp.enable_features("contrib")
 
 log = logging.getLogger(__name__)
