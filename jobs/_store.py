@@ -302,7 +302,7 @@ class JobStore:
         self, principal: str | None, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
         """Jobs newest first; ``before`` is the id of the last job of the previous page."""
-        query = select(jobs_table.c.id, jobs_table.c.created_at)
+        query = select(jobs_table)
         if principal is not None:
             query = query.where(jobs_table.c.principal == principal)
         with self._engine.connect() as conn:
@@ -318,10 +318,28 @@ class JobStore:
                             & (jobs_table.c.id < before)
                         )
                     )
-            ids = conn.execute(
-                query.order_by(jobs_table.c.created_at.desc(), jobs_table.c.id.desc()).limit(limit)
-            ).all()
-        return [self.get(r.id) for r in ids]
+            rows = (
+                conn.execute(
+                    query.order_by(jobs_table.c.created_at.desc(), jobs_table.c.id.desc()).limit(
+                        limit
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            rels = (
+                conn.execute(
+                    select(releases_table)
+                    .where(releases_table.c.job_id.in_([r["id"] for r in rows]))
+                    .order_by(releases_table.c.job_id, releases_table.c.idx)
+                )
+                .mappings()
+                .all()
+            )
+        by_job: dict[str, list[Any]] = {}
+        for rel in rels:
+            by_job.setdefault(rel["job_id"], []).append(rel)
+        return [_record(r, by_job.get(r["id"], [])) for r in rows]
 
 
 def _record(row: Any, rels: Any) -> JobRecord:
