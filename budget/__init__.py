@@ -4,7 +4,14 @@ This package knows nothing of gRPC or jobs; it is given principals, datasets
 and amounts of ε, and guarantees that no interleaving of debits overspends.
 """
 
-from ._amount import MAX_EPSILON, QUANTUM, from_quanta, parse_epsilon, to_quanta
+from ._amount import (
+    MAX_EPSILON,
+    QUANTUM,
+    charge_amount,
+    from_quanta,
+    parse_epsilon,
+    to_quanta,
+)
 from ._db import create_engine
 from ._errors import BudgetError, BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
 from ._ledger import Balance, Ledger, LedgerEntry
@@ -20,6 +27,7 @@ __all__ = [
     "LedgerCorrupt",
     "LedgerEntry",
     "NoGrant",
+    "charge_amount",
     "create_engine",
     "from_quanta",
     "parse_epsilon",

@@ -72,6 +72,18 @@ def to_quanta(amount: Decimal, *, rounding: str = ROUND_CEILING) -> int:
         return int((amount / QUANTUM).to_integral_value(rounding=rounding))
 
 
+def charge_amount(amount: Decimal) -> Decimal:
+    """The amount the ledger will charge for ``amount``: rounded up to a whole quantum.
+
+    Pricing calibrates the noise to this amount, so the charge, the preview and the
+    mechanism all agree to the last digit.
+
+    >>> charge_amount(Decimal(1) / 3)
+    Decimal('0.333333333334')
+    """
+    return from_quanta(to_quanta(amount))
+
+
 def from_quanta(quanta: int) -> Decimal:
     """The exact decimal value of a number of quanta, without trailing zeros.
 

@@ -5,7 +5,7 @@ data and only differentially private aggregates, paid from a per-user privacy
 budget, come back.
 """
 
-from ._client import Budget, Client, Job, Release
+from ._client import Budget, Client, Estimate, Job, Release
 from ._errors import (
     AlreadyExists,
     EnclaveError,
@@ -21,6 +21,7 @@ __all__ = [
     "Budget",
     "Client",
     "EnclaveError",
+    "Estimate",
     "InvalidArgument",
     "Job",
     "JobFailed",

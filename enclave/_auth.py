@@ -160,6 +160,7 @@ R, P, D, A = Role.RESEARCHER, Role.PROVIDER, Role.DPO, Role.ADMIN
 #: Who may call what. A method missing here is refused for everyone.
 METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.JobService/SubmitJob": frozenset({R}),
+    "/enclave.v1.JobService/EstimateCost": frozenset({R}),
     "/enclave.v1.JobService/GetJob": frozenset({R, D}),
     "/enclave.v1.JobService/ListJobs": frozenset({R, D}),
     "/enclave.v1.JobService/CancelJob": frozenset({R}),

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from . import _format as fmt
-from ._client import Client, Job
+from ._client import Client, Estimate, Job
 from ._errors import EnclaveError
 
 ROLES = ("researcher", "provider", "dpo", "admin")
@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--request-id", help="idempotency key (default: a fresh one)")
     sb.add_argument("--json", action="store_true")
     sb.add_argument("--no-wait", action="store_true", help="return once queued")
+    sb.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only price the script's releases: no data read, nothing spent",
+    )
 
     js = sub.add_parser("jobs", help="your jobs")
     js.add_argument("--json", action="store_true")
@@ -125,6 +130,22 @@ def _print_job(job: Job, as_json: bool) -> None:
     if job.result is not None:
         print("result:")
         print(fmt.result(job.result, "  "))
+
+
+def _print_estimate(estimate: Estimate, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(estimate.to_json(), indent=2))
+        return
+    print(f"dry run: {len(estimate.releases)} release(s), total epsilon={estimate.epsilon}")
+    print(
+        fmt.table(
+            ["release", "dataset", "epsilon", "mechanism"],
+            [[f"#{r.index}", r.dataset, str(r.epsilon), r.mechanism] for r in estimate.releases],
+        )
+    )
+    for b in estimate.budgets:
+        print(f"remaining on {b.dataset}: epsilon={b.epsilon_remaining}")
+    print("fits your budget" if estimate.fits_budget else "does NOT fit your remaining budget")
 
 
 def _describe(info: Any) -> str:
@@ -235,6 +256,10 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps([_info_json(i) for i in infos], indent=2))
             else:
                 print("\n\n".join(_describe(i) for i in infos) or "no datasets visible to you")
+        elif args.command == "submit" and args.dry_run:
+            estimate = client.estimate(args.script.read_text(), args.dataset)
+            _print_estimate(estimate, args.json)
+            return 0 if estimate.fits_budget else 1
         elif args.command == "submit":
             job = client.submit(
                 args.script.read_text(),

@@ -126,6 +126,49 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """A cost preview: per-release costs, their total, and whether the budget covers it."""
+
+    epsilon: Decimal
+    delta: Decimal
+    releases: tuple[Release, ...]
+    budgets: tuple[Budget, ...]
+    fits_budget: bool
+
+    @classmethod
+    def from_proto(cls, msg: pb.CostEstimate) -> Estimate:
+        """Parse the wire form."""
+        return cls(
+            epsilon=Decimal(msg.total.epsilon or "0"),
+            delta=Decimal(msg.total.delta or "0"),
+            releases=tuple(
+                Release(r.index, r.dataset, Decimal(r.cost.epsilon or "0"), r.mechanism, None)
+                for r in msg.releases
+            ),
+            budgets=tuple(Budget.from_proto(b) for b in msg.budgets),
+            fits_budget=msg.fits_budget,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``enclave submit --dry-run --json`` object."""
+        return {
+            "dry_run": True,
+            "cost": {"epsilon": str(self.epsilon), "delta": str(self.delta)},
+            "releases": [
+                {
+                    "index": r.index,
+                    "dataset": r.dataset,
+                    "epsilon": str(r.epsilon),
+                    "mechanism": r.mechanism,
+                }
+                for r in self.releases
+            ],
+            "budgets": [b.to_json() for b in self.budgets],
+            "fits_budget": self.fits_budget,
+        }
+
+
+@dataclass(frozen=True)
 class Budget:
     """Remaining privacy budget on one dataset."""
 
@@ -133,6 +176,16 @@ class Budget:
     epsilon_cap: Decimal
     epsilon_spent: Decimal
     epsilon_remaining: Decimal
+
+    @classmethod
+    def from_proto(cls, msg: pb.Budget) -> Budget:
+        """Parse the wire form."""
+        return cls(
+            msg.dataset,
+            Decimal(msg.epsilon_cap),
+            Decimal(msg.epsilon_spent),
+            Decimal(msg.epsilon_remaining),
+        )
 
     def to_json(self) -> dict[str, str]:
         """The ``enclave budget --json`` object."""
@@ -213,6 +266,13 @@ class Client:
                 job = update
         return job
 
+    def estimate(self, script: str, dataset: str) -> Estimate:
+        """What submitting ``script`` would cost, without reading data or spending."""
+        msg = self._call(
+            self._jobs.EstimateCost, pb.EstimateCostRequest(script=script, dataset=dataset)
+        )
+        return Estimate.from_proto(msg)
+
     def run(self, script: str, dataset: str, *, request_id: str | None = None) -> Job:
         """Submit, wait, and raise `JobFailed` unless the job succeeded."""
         job = self.submit(script, dataset, request_id=request_id, wait=True)
@@ -251,15 +311,7 @@ class Client:
     def budget(self, dataset: str | None = None) -> list[Budget]:
         """Your remaining budget per dataset."""
         resp = self._call(self._budget.GetBudget, pb.GetBudgetRequest(dataset=dataset or ""))
-        return [
-            Budget(
-                b.dataset,
-                Decimal(b.epsilon_cap),
-                Decimal(b.epsilon_spent),
-                Decimal(b.epsilon_remaining),
-            )
-            for b in resp.budgets
-        ]
+        return [Budget.from_proto(b) for b in resp.budgets]
 
     def datasets(self) -> list[pb.DatasetInfo]:
         """Datasets you may use (researchers: those granted to you)."""

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from budget import Balance
 from jobs import JobRecord, JobState
 
 from ._app import Enclave
@@ -141,6 +142,29 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         )
         return job_to_proto(job)
 
+    def EstimateCost(
+        self, request: pb.EstimateCostRequest, context: grpc.ServicerContext
+    ) -> pb.CostEstimate:
+        caller = current_principal()
+        if not request.dataset:
+            raise InvalidArgument("dataset is required: the dataset the job runs against")
+        estimate = self._app.jobs.estimate(caller.name, request.dataset, request.script)
+        return pb.CostEstimate(
+            total=_cost(estimate.epsilon),
+            releases=[
+                pb.ReleaseEstimate(
+                    index=r.index,
+                    dataset=r.dataset,
+                    cost=_cost(r.epsilon),
+                    mechanism=r.mechanism,
+                    plan_json=json.dumps(r.plan),
+                )
+                for r in estimate.releases
+            ],
+            budgets=[budget_to_proto(b) for b in estimate.budgets],
+            fits_budget=estimate.fits_budget,
+        )
+
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
         job = self._app.jobs.get(request.job_id, principal=self._owner_filter())
         return job_to_proto(job, with_script=True)
@@ -252,17 +276,7 @@ class BudgetServicer(pb_grpc.BudgetServiceServicer):  # type: ignore[misc]
         balances = self._app.ledger.balances(caller.name, dataset=request.dataset or None)
         if request.dataset and not balances:
             raise NotFound(f"you have no grant on dataset {request.dataset!r}")
-        return pb.GetBudgetResponse(
-            budgets=[
-                pb.Budget(
-                    dataset=b.dataset,
-                    epsilon_cap=str(b.epsilon_cap),
-                    epsilon_spent=str(b.epsilon_spent),
-                    epsilon_remaining=str(b.epsilon_remaining),
-                )
-                for b in balances
-            ]
-        )
+        return pb.GetBudgetResponse(budgets=[budget_to_proto(b) for b in balances])
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
@@ -288,6 +302,16 @@ class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
         return pb.ListPrincipalsResponse(
             principals=[principal_to_proto(p) for p in self._app.principals.list()]
         )
+
+
+def budget_to_proto(b: Balance) -> pb.Budget:
+    """Wire form of a balance (exact decimal strings)."""
+    return pb.Budget(
+        dataset=b.dataset,
+        epsilon_cap=str(b.epsilon_cap),
+        epsilon_spent=str(b.epsilon_spent),
+        epsilon_remaining=str(b.epsilon_remaining),
+    )
 
 
 def principal_to_proto(p: Any) -> pb.Principal:

@@ -30,10 +30,12 @@ from ._sandbox import Limits
 from ._schema import ColumnSpec, DatasetHandle, PrivacyUnit, Schema, conform
 
 if TYPE_CHECKING:
-    from ._service import DatasetCatalog, JobService
+    from ._service import CostEstimate, DatasetCatalog, JobService, ReleaseEstimate
     from ._store import JobRecord, JobState, JobStore, ReleaseRecord
 
 _LAZY = {
+    "CostEstimate": "._service",
+    "ReleaseEstimate": "._service",
     "DatasetCatalog": "._service",
     "JobService": "._service",
     "JobRecord": "._store",
@@ -54,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ColumnSpec",
+    "CostEstimate",
     "DataMismatch",
     "DatasetCatalog",
     "DatasetHandle",
@@ -68,6 +71,7 @@ __all__ = [
     "Limits",
     "PlanError",
     "PrivacyUnit",
+    "ReleaseEstimate",
     "ReleaseRecord",
     "RequestConflict",
     "ResourceLimit",

@@ -37,6 +37,7 @@ import itertools
 import logging
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -451,22 +452,65 @@ def evaluate(priced: PricedQuery) -> Any:
 def _evaluate(priced: PricedQuery) -> Any:
     query, schema = priced.query, priced.dataset.schema
     rows = priced.measurement(pl.scan_parquet(priced.dataset.path)).collect().to_dicts()
+    by_key = {tuple(r[g] for g in query.group_by): r for r in rows}
     specs = {a.alias: schema.column(a.column) if a.column else None for a in query.aggs}
+    return _shaped(
+        query,
+        schema,
+        lambda key, agg: _released(agg, by_key[key], priced, specs[agg.alias]),
+    )
 
-    def record(row: dict[str, Any]) -> dict[str, Any]:
-        return {a.alias: _released(a, row, priced, specs[a.alias]) for a in query.aggs}
+
+def _shaped(
+    query: Query, schema: Schema, value: Callable[[tuple[Any, ...], Agg], dict[str, Any]]
+) -> Any:
+    """Arrange per-(group key, aggregate) values in the query's shape."""
+
+    def record(key: tuple[Any, ...]) -> dict[str, Any]:
+        return {a.alias: value(key, a) for a in query.aggs}
 
     if query.shape == "scalar":
-        return record(rows[0])[query.aggs[0].alias]
+        return record(())[query.aggs[0].alias]
     if query.shape == "record":
-        return record(rows[0])
-    by_key = {tuple(r[g] for g in query.group_by): r for r in rows}
+        return record(())
     table = []
     for key in _group_keys(query, schema):
         out: dict[str, Any] = dict(zip(query.group_by, key, strict=True))
-        out.update(record(by_key[key]))
+        out.update(record(key))
         table.append(out)
     return table
+
+
+def placeholder(priced: PricedQuery) -> Any:
+    """What the cost-only host answers: the release's shape, with placeholder values.
+
+    Nothing here comes from the data. Counts are 1 and sums and means the middle of
+    their bounds, so that a script's post-processing (ratios, shares) runs through.
+    """
+    query, schema = priced.query, priced.dataset.schema
+
+    def value(_key: tuple[Any, ...], agg: Agg) -> dict[str, Any]:
+        if agg.op == "count":
+            number: float = 1
+            distribution, scale, _half = priced.accuracy[agg.alias]
+        else:
+            spec = schema.column(agg.column)  # type: ignore[arg-type]
+            assert spec is not None
+            lo, hi = _agg_bounds(agg, spec)
+            number = (lo + hi) / 2
+            part = agg.alias if agg.op == "sum" else f"{agg.alias}__sum"
+            distribution, scale, _half = priced.accuracy[part]
+        return {
+            "value": number,
+            "ci95": [number, number],
+            "aggregate": agg.op,
+            "column": agg.column,
+            "mechanism": distribution,
+            "noise_scale": scale,
+            "placeholder": True,
+        }
+
+    return _shaped(query, schema, value)
 
 
 def warm_up() -> None:

@@ -20,9 +20,19 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
-from budget import BudgetError, Ledger, parse_epsilon, to_quanta
+from budget import (
+    Balance,
+    BudgetError,
+    Ledger,
+    charge_amount,
+    from_quanta,
+    parse_epsilon,
+    to_quanta,
+)
 
 from . import _compiler
 from ._errors import JobCancelled, JobError, ServiceStopping, UnknownDataset
@@ -32,6 +42,35 @@ from ._schema import DatasetHandle
 from ._store import JobRecord, JobState, JobStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseEstimate:
+    """One release of a cost preview."""
+
+    index: int
+    dataset: str
+    epsilon: Decimal
+    mechanism: str
+    plan: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CostEstimate:
+    """What a script would cost, and whether the caller's budgets cover it."""
+
+    releases: tuple[ReleaseEstimate, ...]
+    budgets: tuple[Balance, ...]
+    fits_budget: bool
+
+    @property
+    def epsilon(self) -> Decimal:
+        """Total ε over all releases (exact)."""
+        return from_quanta(sum(to_quanta(r.epsilon) for r in self.releases))
+
+
+def _mechanisms(priced: _compiler.PricedQuery) -> str:
+    return ", ".join(sorted({d for d, _s, _a in priced.accuracy.values()}))
 
 
 class DatasetCatalog(Protocol):
@@ -220,27 +259,73 @@ class JobService:
             self._cancels.pop(job.id, None)
             self._notify()
 
-    def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
+    def _price(self, principal: str, request: ReleaseRequest) -> _compiler.PricedQuery:
+        """Steps 1-2 of the release path: everything that needs no data."""
         query = from_wire(request.plan)
-        epsilon = parse_epsilon(request.epsilon)
-        handle = self._granted(job.principal, query.dataset)
-        priced = _compiler.price(query, handle, epsilon)
+        epsilon = charge_amount(parse_epsilon(request.epsilon))
+        handle = self._granted(principal, query.dataset)
+        return _compiler.price(query, handle, epsilon)
+
+    def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
+        priced = self._price(job.principal, request)
+        query, epsilon = priced.query, priced.epsilon
         self._ledger.debit(
             job.principal, query.dataset, epsilon, job_id=job.id, release_index=request.index
         )
-        mechanisms = sorted({d for d, _s, _a in priced.accuracy.values()})
         self._store.add_release(
             job.id,
             request.index,
             query.dataset,
             to_wire(query),
             to_quanta(epsilon),
-            ", ".join(mechanisms),
+            _mechanisms(priced),
         )
         self._notify()
         value = _compiler.evaluate(priced)
         self._store.set_release_value(job.id, request.index, value)
         return value
+
+    # --- cost preview ---------------------------------------------------------------
+
+    def estimate(self, principal: str, dataset: str, script: str) -> CostEstimate:
+        """Run ``script`` against a cost-only host and price every release.
+
+        Each release is priced exactly as a submission would price it; none is
+        charged and no data is read. The host answers with placeholder values, so
+        a script whose releases depend on earlier released values may take
+        another path when submitted.
+
+        Raises:
+            The errors a submission would meet (script, plan, dataset, epsilon),
+            synchronously.
+        """
+        compile_script(script)
+        self._granted(principal, dataset)
+        releases: list[ReleaseEstimate] = []
+
+        def on_release(request: ReleaseRequest) -> Any:
+            priced = self._price(principal, request)
+            releases.append(
+                ReleaseEstimate(
+                    request.index,
+                    priced.query.dataset,
+                    priced.epsilon,
+                    _mechanisms(priced),
+                    to_wire(priced.query),
+                )
+            )
+            return _compiler.placeholder(priced)
+
+        run_worker(script, dataset, self.limits, on_release)
+        spent: dict[str, Decimal] = {}
+        for r in releases:
+            spent[r.dataset] = spent.get(r.dataset, Decimal(0)) + r.epsilon
+        budgets = [self._ledger.balance(principal, name) for name in sorted(spent)]
+        return CostEstimate(
+            releases=tuple(releases),
+            budgets=tuple(budgets),
+            fits_budget=all(spent[b.dataset] <= b.epsilon_remaining for b in budgets),
+        )
 
     # --- shutdown -------------------------------------------------------------------
 

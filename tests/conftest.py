@@ -35,6 +35,33 @@ bounds = [18, 90]
 [columns.repeat]
 type = "bool"
 """
+PEOPLE_SCHEMA = """
+description = "Test stays with a person identifier"
+max_rows = 100000
+privacy_unit = { column = "person", max_rows_per_person = 2 }
+
+[columns.person]
+type = "string"
+
+[columns.region]
+type = "category"
+categories = ["north", "south", "east", "west"]
+
+[columns.nights]
+type = "int"
+bounds = [1, 14]
+
+[columns.spend]
+type = "float"
+bounds = [0, 500]
+
+[columns.age]
+type = "int"
+bounds = [18, 90]
+
+[columns.repeat]
+type = "bool"
+"""
 N_ROWS = 4000
 
 
@@ -128,3 +155,20 @@ def server(
         provider.register_dataset("stays", data, schema)
     yield Server(address, app, running, admin_token, provider_token, dpo_token, itertools.count(1))
     running.stop(grace=5)
+
+
+@pytest.fixture(scope="module")
+def people(server, rows, tmp_path_factory) -> str:
+    """The same rows with a person identifier: two rows per person."""
+    from enclave import Client
+
+    folder = tmp_path_factory.mktemp("people")
+    path = folder / "people.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["person", *rows[0]])
+        writer.writeheader()
+        for i, r in enumerate(rows):
+            writer.writerow({"person": f"p{i // 2}", **r, "repeat": str(r["repeat"]).lower()})
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("people", path, PEOPLE_SCHEMA)
+    return "people"

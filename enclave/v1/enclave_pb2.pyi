@@ -146,6 +146,40 @@ class ListJobsResponse(_message.Message):
     next_page_token: str
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class EstimateCostRequest(_message.Message):
+    __slots__ = ("script", "dataset")
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    script: str
+    dataset: str
+    def __init__(self, script: _Optional[str] = ..., dataset: _Optional[str] = ...) -> None: ...
+
+class ReleaseEstimate(_message.Message):
+    __slots__ = ("index", "dataset", "cost", "mechanism", "plan_json")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    dataset: str
+    cost: Cost
+    mechanism: str
+    plan_json: str
+    def __init__(self, index: _Optional[int] = ..., dataset: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., mechanism: _Optional[str] = ..., plan_json: _Optional[str] = ...) -> None: ...
+
+class CostEstimate(_message.Message):
+    __slots__ = ("total", "releases", "budgets", "fits_budget")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    FITS_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    total: Cost
+    releases: _containers.RepeatedCompositeFieldContainer[ReleaseEstimate]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    fits_budget: bool
+    def __init__(self, total: _Optional[_Union[Cost, _Mapping]] = ..., releases: _Optional[_Iterable[_Union[ReleaseEstimate, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., fits_budget: _Optional[bool] = ...) -> None: ...
+
 class Column(_message.Message):
     __slots__ = ("name", "type", "has_bounds", "lower", "upper", "categories", "nullable", "description")
     NAME_FIELD_NUMBER: _ClassVar[int]

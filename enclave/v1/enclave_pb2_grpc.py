@@ -39,6 +39,11 @@ class JobServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.Job.FromString,
                 _registered_method=True)
+        self.EstimateCost = channel.unary_unary(
+                '/enclave.v1.JobService/EstimateCost',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.EstimateCostRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.CostEstimate.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/enclave.v1.JobService/GetJob',
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GetJobRequest.SerializeToString,
@@ -66,6 +71,13 @@ class JobServiceServicer:
 
     def SubmitJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateCost(self, request, context):
+        """Runs the script against a cost-only host: no data is read, nothing is spent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -102,6 +114,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.SubmitJobRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.Job.SerializeToString,
+            ),
+            'EstimateCost': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateCost,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.EstimateCostRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.CostEstimate.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -151,6 +168,33 @@ class JobService:
             '/enclave.v1.JobService/SubmitJob',
             enclave_dot_v1_dot_enclave__pb2.SubmitJobRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateCost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.JobService/EstimateCost',
+            enclave_dot_v1_dot_enclave__pb2.EstimateCostRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.CostEstimate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,7 @@ from enclave.v1 import enclave_pb2_grpc as pb_grpc
 
 REQUESTS = {
     "SubmitJob": pb.SubmitJobRequest(script="result['x'] = 1", dataset="stays", request_id="r"),
+    "EstimateCost": pb.EstimateCostRequest(script="result['x'] = 1", dataset="stays"),
     "GetJob": pb.GetJobRequest(job_id="none"),
     "ListJobs": pb.ListJobsRequest(),
     "CancelJob": pb.CancelJobRequest(job_id="none"),
