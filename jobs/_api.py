@@ -254,6 +254,18 @@ def mean(column: Any, bounds: Any = None) -> Aggregate:
     return Aggregate(Agg("mean", name, _bounds_arg(bounds, "mean"), f"mean_{name}"))
 
 
+def variance(column: Any, bounds: Any = None) -> Aggregate:
+    """Sample variance of a numeric column, from a noisy count, sum and sum of squares."""
+    name = _column_name(column, "variance")
+    return Aggregate(Agg("variance", name, _bounds_arg(bounds, "variance"), f"variance_{name}"))
+
+
+def std(column: Any, bounds: Any = None) -> Aggregate:
+    """Sample standard deviation: the square root of `variance`, same cost."""
+    name = _column_name(column, "std")
+    return Aggregate(Agg("std", name, _bounds_arg(bounds, "std"), f"std_{name}"))
+
+
 def sum_(*args: Any, **kwargs: Any) -> Any:
     """``sum("col")`` is the aggregate; ``sum(numbers)`` is Python's sum."""
     if args and isinstance(args[0], (str, ColumnExpr)):
@@ -296,6 +308,14 @@ class _Releasable(_Frozen):
         """Shorthand for ``.agg(mean(column))``."""
         return self._query((mean(column, bounds),), scalar=True)
 
+    def variance(self, column: Any, bounds: Any = None) -> ReleasablePlan:
+        """Shorthand for ``.agg(variance(column))``."""
+        return self._query((variance(column, bounds),), scalar=True)
+
+    def std(self, column: Any, bounds: Any = None) -> ReleasablePlan:
+        """Shorthand for ``.agg(std(column))``."""
+        return self._query((std(column, bounds),), scalar=True)
+
 
 class Frame(_Releasable):
     """The rows of a dataset, possibly filtered. Holds no data, only the description."""
@@ -319,6 +339,27 @@ class Frame(_Releasable):
             raise PlanError("group_by(...) needs at least one column")
         names = tuple(_column_name(c, "group_by") for c in columns)
         return GroupedFrame(self, names)
+
+    def histogram(self, column: Any, bins: Any = None) -> ReleasablePlan:
+        """Noisy counts per bin of a column: one release, one row per bin.
+
+        ``bins`` are public edges for an int or float column; omit them for a
+        category or bool column to count per declared value. With edges
+        ``[e0, ..., ek]`` the bins are ``< e0``, ``[e0, e1)``, ..., ``>= ek``:
+        every row falls in exactly one bin.
+        """
+        name = _column_name(column, "histogram")
+        edges: tuple[float, ...] | None = None
+        if bins is not None:
+            if isinstance(bins, (str, bytes)) or not hasattr(bins, "__iter__"):
+                raise PlanError("histogram(column, bins=[...]) takes a list of bin edges")
+            edges = tuple(bins)
+            for e in edges:
+                if not is_finite_number(e):
+                    raise PlanError("bin edges must be finite numbers")
+        return ReleasablePlan(
+            Query(self._dataset, self._filters, (name,), (count()._agg,), "table", bins=edges)
+        )
 
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
         shape: Shape = "scalar" if scalar else "record"
@@ -525,6 +566,8 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
         "count": count,
         "sum": sum_,
         "mean": mean,
+        "variance": variance,
+        "std": std,
         "release": release,
         "result": {},
     }

@@ -58,6 +58,8 @@ dp.enable_features("contrib")
 log = logging.getLogger(__name__)
 
 MAX_GROUPS = 10_000
+#: The hidden noisy statistics (ALIAS__part) of the aggregates made of several.
+PARTS = {"mean": ("sum", "len"), "variance": ("sum", "len", "sq"), "std": ("sum", "len", "sq")}
 #: Each released value is ~200 bytes of JSON; this keeps a release well under the
 #: 16 MiB worker channel message limit.
 MAX_RELEASED_VALUES = 20_000
@@ -82,8 +84,10 @@ class PricedQuery:
     measurement: Any = field(repr=False)
     #: alias -> (distribution, scale, 95% half-width)
     accuracy: dict[str, tuple[str, float, float]] = field(repr=False)
-    #: half-widths at 97.5% for the parts of means (union bound → 95% for the ratio)
-    mean_accuracy: dict[str, float] = field(repr=False)
+    #: hidden part column -> half-width at 1 - 5%/k, for an aggregate made of k noisy
+    #: parts (mean: 2, variance/std: 3); by the union bound all k parts are then
+    #: inside their intervals together with probability >= 95%.
+    part_accuracy: dict[str, float] = field(repr=False)
 
 
 # --- 1. validation against public metadata --------------------------------------------
@@ -187,6 +191,16 @@ def validate(query: Query, schema: Schema) -> None:
     n_groups = 1
     for g in query.group_by:
         spec = _column(schema, ds, g)
+        if query.bins is not None:
+            if spec.type not in ("int", "float"):
+                raise PlanError(
+                    f"histogram({g!r}, bins=...): bin edges apply to int and float columns; "
+                    f"{g!r} is {spec.type}: omit bins to count per declared value"
+                )
+            if g == ident:
+                raise PlanError(f"{g!r} identifies people (the privacy unit); it cannot be binned")
+            n_groups *= len(query.bins) + 1
+            continue
         if spec.keys is None:
             raise PlanError(
                 f"cannot group by {g!r}: its keys are not public (only category and bool "
@@ -204,7 +218,7 @@ def validate(query: Query, schema: Schema) -> None:
         )
     for a in query.aggs:
         if "__" in a.alias:
-            # Reserved: a mean compiles to two hidden columns, ALIAS__sum and ALIAS__len.
+            # Reserved: a mean or variance compiles to hidden columns ALIAS__sum, ...
             raise PlanError(f"aggregate name {a.alias!r} must not contain '__'")
         if not a.alias.isidentifier():
             raise PlanError(f"aggregate name {a.alias!r} must be a valid identifier")
@@ -229,7 +243,7 @@ def validate(query: Query, schema: Schema) -> None:
 # --- 2. pricing -----------------------------------------------------------------------
 
 
-def _input_domain(schema: Schema, group_by: tuple[str, ...]) -> Any:
+def _input_domain(schema: Schema, group_by: tuple[str, ...], binned: bool) -> Any:
     series = []
     for c in schema.columns:
         atom = {
@@ -246,7 +260,8 @@ def _input_domain(schema: Schema, group_by: tuple[str, ...]) -> Any:
     domain = dp.lazyframe_domain(series)
     # max_length is the public max_rows: OpenDP needs it to bound float rounding in sums.
     domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=schema.max_rows))
-    if group_by:
+    if group_by and not binned:
+        # (A histogram only counts, and its keys are derived: no margin needed.)
         margin = dp.polars.Margin(by=[pl.col(g) for g in group_by], max_length=schema.max_rows)
         domain = dp.with_margin(domain, margin)
     return domain
@@ -291,9 +306,34 @@ def _to_polars(e: Expr) -> pl.Expr:
     return result
 
 
+def bin_labels(edges: tuple[float, ...]) -> list[str]:
+    """Names of the bins cut by ``edges``: every value falls in exactly one.
+
+    >>> bin_labels((0, 10))
+    ['< 0', '[0, 10)', '>= 10']
+    """
+    inner = [f"[{_num(a)}, {_num(b)})" for a, b in itertools.pairwise(edges)]
+    return [f"< {_num(edges[0])}", *inner, f">= {_num(edges[-1])}"]
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 def _group_keys(query: Query, schema: Schema) -> list[tuple[Any, ...]]:
+    if query.bins is not None:
+        return [(label,) for label in bin_labels(query.bins)]
     key_lists = [schema.column(g).keys or () for g in query.group_by]  # type: ignore[union-attr]
     return list(itertools.product(*key_lists))
+
+
+def _square_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = bounds
+    if lo >= 0:
+        return (lo * lo, hi * hi)
+    if hi <= 0:
+        return (hi * hi, lo * lo)
+    return (0 * lo, max(lo * lo, hi * hi))  # 0 * lo keeps the int/float type
 
 
 def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
@@ -313,16 +353,26 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
             column = column.cast(pl.Int64)
         if a.op == "sum":
             exprs.append(column.dp.sum(bounds).alias(a.alias))  # type: ignore[attr-defined]
-        else:  # mean = noisy sum / noisy count, both in this one measurement
-            exprs.append(column.dp.sum(bounds).alias(f"{a.alias}__sum"))  # type: ignore[attr-defined]
-            exprs.append(dp.len(signed=False).alias(f"{a.alias}__len"))
+            continue
+        # mean = noisy sum / noisy count; variance and std add a noisy sum of
+        # squares of the clamped values. All parts are in this one measurement.
+        exprs.append(column.dp.sum(bounds).alias(f"{a.alias}__sum"))  # type: ignore[attr-defined]
+        exprs.append(dp.len(signed=False).alias(f"{a.alias}__len"))
+        if a.op in ("variance", "std"):
+            clamped = column.clip(*bounds)
+            squares = (clamped * clamped).dp.sum(_square_bounds(bounds))  # type: ignore[attr-defined]
+            exprs.append(squares.alias(f"{a.alias}__sq"))
     if not query.group_by:
         return lf.select(exprs)
-    keys = pl.LazyFrame(
-        _group_keys(query, schema),
-        schema={g: _POLARS_TYPES[schema.column(g).type] for g in query.group_by},  # type: ignore[union-attr]
-        orient="row",
-    )
+    key_types = {g: _POLARS_TYPES[schema.column(g).type] for g in query.group_by}  # type: ignore[union-attr]
+    if query.bins is not None:
+        [g] = query.group_by
+        labels = bin_labels(query.bins)
+        key_types[g] = pl.String
+        lf = lf.with_columns(
+            pl.col(g).cut(list(query.bins), labels=labels, left_closed=True).cast(pl.String)
+        )
+    keys = pl.LazyFrame(_group_keys(query, schema), schema=key_types, orient="row")
     # Left join from the public key set: every public key appears (absent ones as
     # noisy zeros) and no key is learned from the data.
     grouped = lf.group_by(list(query.group_by)).agg(exprs)
@@ -331,7 +381,7 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
 
 def _build(query: Query, schema: Schema, scale: float) -> Any:
     return dp.m.make_private_lazyframe(
-        _input_domain(schema, query.group_by),
+        _input_domain(schema, query.group_by, query.bins is not None),
         dp.symmetric_distance(),
         dp.max_divergence(),
         _lazy_plan(query, schema),
@@ -371,17 +421,19 @@ def price(query: Query, dataset: DatasetHandle, epsilon: Decimal) -> PricedQuery
             row["column"]: (row["distribution"], float(row["scale"]), float(row["accuracy"]))
             for row in summary.iter_rows(named=True)
         }
-        mean_accuracy: dict[str, float] = {}
-        if any(a.op == "mean" for a in query.aggs):
-            half_alpha = summarize_polars_measurement(measurement, (1 - CONFIDENCE) / 2)
-            mean_accuracy = {
-                row["column"]: float(row["accuracy"]) for row in half_alpha.iter_rows(named=True)
-            }
+        part_accuracy: dict[str, float] = {}
+        for k in sorted({len(PARTS[a.op]) for a in query.aggs if a.op in PARTS}):
+            split = summarize_polars_measurement(measurement, (1 - CONFIDENCE) / k)
+            at_k = {row["column"]: float(row["accuracy"]) for row in split.iter_rows(named=True)}
+            for a in query.aggs:
+                if len(PARTS.get(a.op, ())) == k:
+                    for part in PARTS[a.op]:
+                        part_accuracy[f"{a.alias}__{part}"] = at_k[f"{a.alias}__{part}"]
     except PlanError:
         raise
     except Exception as err:  # OpenDP refused the plan: depends only on plan and schema
         raise PlanError(f"OpenDP cannot build this plan: {err}") from err
-    return PricedQuery(query, dataset, epsilon, scale, measurement, accuracy, mean_accuracy)
+    return PricedQuery(query, dataset, epsilon, scale, measurement, accuracy, part_accuracy)
 
 
 # --- 3. evaluation ----------------------------------------------------------------------
@@ -407,9 +459,11 @@ def _released(
         }
     assert spec is not None
     bounds = _agg_bounds(agg, spec)
+    if agg.op in ("variance", "std"):
+        return _spread(agg, row, priced, bounds)
     total, count = float(row[f"{agg.alias}__sum"]), float(row[f"{agg.alias}__len"])
-    a_sum = priced.mean_accuracy[f"{agg.alias}__sum"]
-    a_len = priced.mean_accuracy[f"{agg.alias}__len"]
+    a_sum = priced.part_accuracy[f"{agg.alias}__sum"]
+    a_len = priced.part_accuracy[f"{agg.alias}__len"]
     value = float(min(max(total / max(count, 1.0), bounds[0]), bounds[1]))
     # With probability ≥ 95% (union bound over two 97.5% intervals) the true sum and
     # count lie in their boxes; the true mean then lies between the extreme ratios.
@@ -426,6 +480,49 @@ def _released(
         "aggregate": "mean",
         "column": agg.column,
         "mechanism": "noisy sum / noisy count",
+        "noise_scale": priced.accuracy[f"{agg.alias}__sum"][1],
+    }
+
+
+def _spread(
+    agg: Agg, row: dict[str, Any], priced: PricedQuery, bounds: tuple[float, float]
+) -> dict[str, Any]:
+    """Sample variance (or its square root) from noisy n, sum and sum of squares.
+
+    var = (Q - S²/n) / (n - 1), kept within [0, (hi - lo)² / 4], the largest
+    variance a variable clamped to [lo, hi] can have. The interval takes the
+    extremes of that formula over the box where n, S and Q each lie within their
+    own 1 - 5%/3 interval, so it covers with probability >= 95% (union bound).
+    """
+    n = float(row[f"{agg.alias}__len"])
+    s = float(row[f"{agg.alias}__sum"])
+    q = float(row[f"{agg.alias}__sq"])
+    a_n, a_s, a_q = (priced.part_accuracy[f"{agg.alias}__{p}"] for p in ("len", "sum", "sq"))
+    largest = (float(bounds[1]) - float(bounds[0])) ** 2 / 4
+
+    def clamp(v: float) -> float:
+        return min(max(v, 0.0), largest)
+
+    value = clamp((q - s * s / n) / (n - 1)) if n > 1 else largest / 2
+    n_lo, n_hi = n - a_n, n + a_n
+    if n_lo > 1:
+        s_lo, s_hi = s - a_s, s + a_s
+        s2_max = max(s_lo * s_lo, s_hi * s_hi)
+        s2_min = 0.0 if s_lo <= 0 <= s_hi else min(s_lo * s_lo, s_hi * s_hi)
+        num_lo, num_hi = q - a_q - s2_max / n_lo, q + a_q - s2_min / n_hi
+        lo = num_lo / (n_hi - 1) if num_lo >= 0 else num_lo / (n_lo - 1)
+        hi = num_hi / (n_lo - 1) if num_hi >= 0 else num_hi / (n_hi - 1)
+        lo, hi = clamp(lo), clamp(hi)
+    else:
+        lo, hi = 0.0, largest
+    if agg.op == "std":
+        value, lo, hi = math.sqrt(value), math.sqrt(lo), math.sqrt(hi)
+    return {
+        "value": value,
+        "ci95": [lo, hi],
+        "aggregate": agg.op,
+        "column": agg.column,
+        "mechanism": "noisy sum of squares, sum and count",
         "noise_scale": priced.accuracy[f"{agg.alias}__sum"][1],
     }
 
@@ -498,6 +595,10 @@ def placeholder(priced: PricedQuery) -> Any:
             assert spec is not None
             lo, hi = _agg_bounds(agg, spec)
             number = (lo + hi) / 2
+            if agg.op == "variance":
+                number = (hi - lo) ** 2 / 12  # a uniform variable's variance
+            elif agg.op == "std":
+                number = (hi - lo) / math.sqrt(12)
             part = agg.alias if agg.op == "sum" else f"{agg.alias}__sum"
             distribution, scale, _half = priced.accuracy[part]
         return {

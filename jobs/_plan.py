@@ -12,6 +12,7 @@ Only an aggregate plan (`Query`) can be released.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +23,8 @@ BINARY_OPS = frozenset(
     {"add", "sub", "mul", "truediv", "eq", "ne", "lt", "le", "gt", "ge", "and", "or"}
 )
 UNARY_OPS = frozenset({"not", "neg", "is_null", "is_not_null"})
-AGG_OPS = frozenset({"count", "sum", "mean"})
+AGG_OPS = frozenset({"count", "sum", "mean", "variance", "std"})
+MAX_BIN_EDGES = 1_000
 Shape = Literal["scalar", "record", "table"]
 SHAPES: tuple[Shape, ...] = ("scalar", "record", "table")
 
@@ -103,6 +105,9 @@ class Query:
     group_by: tuple[str, ...]
     aggs: tuple[Agg, ...]
     shape: Shape
+    #: Public bin edges: the single group_by column is then a numeric column cut
+    #: into ``len(bins) + 1`` intervals (a histogram).
+    bins: tuple[float, ...] | None = None
 
 
 # --- wire form ------------------------------------------------------------------------
@@ -137,6 +142,7 @@ def to_wire(q: Query) -> dict[str, Any]:
             for a in q.aggs
         ],
         "shape": q.shape,
+        "bins": None if q.bins is None else list(q.bins),
     }
 
 
@@ -236,7 +242,8 @@ def _bounds(raw: Any) -> tuple[float, float] | None:
 
 def from_wire(raw: Any) -> Query:
     """Rebuild a query from untrusted JSON; structural checks only (no schema)."""
-    if not isinstance(raw, dict) or set(raw) != {"dataset", "filters", "group_by", "aggs", "shape"}:
+    required = {"dataset", "filters", "group_by", "aggs", "shape"}
+    if not isinstance(raw, dict) or not required <= set(raw) <= required | {"bins"}:
         raise PlanError("malformed plan")
     budget = _Budget()
     filters_raw, group_raw, aggs_raw = raw["filters"], raw["group_by"], raw["aggs"]
@@ -266,9 +273,25 @@ def from_wire(raw: Any) -> Query:
         group_by=group_by,
         aggs=tuple(aggs),
         shape=raw["shape"],
+        bins=_bin_edges(raw.get("bins")),
     )
     check_structure(q)
     return q
+
+
+def _bin_edges(raw: Any) -> tuple[float, ...] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, (list, tuple))
+        or not 1 <= len(raw) <= MAX_BIN_EDGES
+        or not all(is_finite_number(b) for b in raw)
+    ):
+        raise PlanError(f"bins must be 1 to {MAX_BIN_EDGES} finite numbers (the bin edges)")
+    edges = tuple(raw)
+    if any(a >= b for a, b in itertools.pairwise(edges)):
+        raise PlanError("bin edges must be strictly increasing")
+    return edges
 
 
 def check_structure(q: Query) -> None:
@@ -286,6 +309,10 @@ def check_structure(q: Query) -> None:
         raise PlanError("malformed plan: scalar shape")
     if (q.shape == "table") != bool(q.group_by):
         raise PlanError("malformed plan: table shape")
+    if q.bins is not None:
+        _bin_edges(q.bins)
+        if len(q.group_by) != 1:
+            raise PlanError("a histogram bins exactly one column")
     for a in q.aggs:
         if a.op == "count" and (a.column is not None or a.bounds is not None):
             raise PlanError("count() takes no column or bounds")

@@ -24,6 +24,9 @@ SCRIPTS = {
         '.agg(count(), mean("nights")), epsilon=0.4)\n'
         'result["share"] = rows[0]["count"].value / sum([r["count"] for r in rows])'
     ),
+    "variance": 'result["x"] = release(dataset().agg(variance("spend"), std("age")), epsilon=0.3)',
+    "histogram": 'result["x"] = release(dataset().histogram("nights", bins=[2, 5, 9]), epsilon=0.2)',
+    "category histogram": 'result["x"] = release(dataset().histogram("region"), epsilon=0.2)',
     "several": (
         "a = release(dataset().count(), epsilon=0.1)\n"
         'b = release(dataset().filter(col("region").is_in(["north"])).count(), epsilon=1/3)\n'

@@ -345,3 +345,26 @@ def test_parquet_registration(server, rows, dataset_files, tmp_path) -> None:
     with Client(server.address, token) as client:
         job = client.run('result["n"] = release(dataset().count(), epsilon=0.5)', "stays_parquet")
     assert within_noise(job.result["n"], len(rows))
+
+
+def test_spreads_and_histograms_end_to_end(server, rows) -> None:
+    import statistics
+
+    token = server.researcher("2")
+    script = """
+spread = release(dataset().agg(variance("spend"), std("nights")), epsilon=1)
+result["spread"] = spread
+result["nights"] = release(dataset().histogram("nights", bins=[3, 7, 10]), epsilon=0.5)
+result["regions"] = release(dataset().filter(col("age") >= 40).histogram("region"), epsilon=0.5)
+"""
+    with Client(server.address, token) as client:
+        job = client.run(script, "stays")
+    r = job.result
+    true_var = statistics.variance([x["spend"] for x in rows])
+    lo, hi = r["spread"]["variance_spend"]["ci95"]
+    assert lo - 2000 <= true_var <= hi + 2000  # the interval is 95%; this slack makes it sure
+    assert 0 <= r["spread"]["std_nights"]["value"] <= 6.5
+    assert [b["nights"] for b in r["nights"]] == ["< 3", "[3, 7)", "[7, 10)", ">= 10"]
+    assert within_noise(r["nights"][0]["count"], sum(1 for x in rows if x["nights"] < 3))
+    assert [b["region"] for b in r["regions"]] == ["north", "south", "east", "west"]
+    assert job.cost_epsilon == 2

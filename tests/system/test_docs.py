@@ -1,0 +1,77 @@
+"""Every script in docs/job-api.md and jobs/examples/ runs, as documented, on the
+demo schema (a small sample of the demo generator's data)."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from enclave import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "job-api.md"
+DOC_BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+EXAMPLES = sorted((ROOT / "jobs" / "examples").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def tourism(server, tmp_path_factory) -> str:
+    sys.path.insert(0, str(ROOT / "demo"))
+    try:
+        from make_dataset import generate
+    finally:
+        sys.path.pop(0)
+    schema = ROOT / "demo" / "tourism_stays.schema.toml"
+    path = tmp_path_factory.mktemp("tourism") / "stays.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "visitor_id",
+                "department",
+                "accommodation",
+                "season",
+                "nights",
+                "spend_eur",
+                "age",
+                "origin",
+                "party_size",
+                "repeat_visit",
+            ]
+        )
+        writer.writerows(generate(3000, 11))
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("tourism_stays", path, schema)
+    return "tourism_stays"
+
+
+def test_the_doc_has_examples() -> None:
+    assert len(DOC_BLOCKS) >= 7
+
+
+@pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
+def test_doc_example_runs(server, tourism, index) -> None:
+    name = f"doc_reader_{index}"
+    token = server.researcher(None, name=name)
+    with Client(server.address, server.provider_token) as provider:
+        provider.grant(tourism, name, 10)
+    with Client(server.address, token) as client:
+        job = client.run(DOC_BLOCKS[index], tourism)
+    assert job.result
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_example_script_runs(server, tourism, script) -> None:
+    name = f"example_{script.stem}"
+    token = server.researcher(None, name=name)
+    with Client(server.address, server.provider_token) as provider:
+        provider.grant(tourism, name, 10)
+    with Client(server.address, token) as client:
+        estimate = client.estimate(script.read_text(), tourism)
+        job = client.run(script.read_text(), tourism)
+    assert job.result
+    assert estimate.epsilon == job.cost_epsilon
