@@ -45,6 +45,14 @@ PLANS = {
         Query("b", (), (), (Agg("mean", "spend_eur", None, "m"),), "scalar"),
         lambda lf: lf.select(pl.col("spend_eur").clip(0, 5000).mean()),
     ),
+    "variance(spend)": (
+        Query("b", (), (), (Agg("variance", "spend_eur", None, "v"),), "scalar"),
+        lambda lf: lf.select(pl.col("spend_eur").clip(0, 5000).var()),
+    ),
+    "histogram(nights, 4 bins)": (
+        Query("b", (), ("nights",), (Agg("count", None, None, "n"),), "table", bins=(2, 4, 8)),
+        lambda lf: lf.group_by(pl.col("nights").cut([2, 4, 8], left_closed=True)).agg(pl.len()),
+    ),
     "filter+count+sum+mean": (
         Query(
             "b",
