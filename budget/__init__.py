@@ -5,10 +5,13 @@ and amounts of ε, and guarantees that no interleaving of debits overspends.
 """
 
 from ._amount import (
+    DELTA_QUANTUM,
+    MAX_DELTA,
     MAX_EPSILON,
     QUANTUM,
     charge_amount,
     from_quanta,
+    parse_delta,
     parse_epsilon,
     to_quanta,
 )
@@ -17,6 +20,8 @@ from ._errors import BudgetError, BudgetExhausted, InvalidAmount, LedgerCorrupt,
 from ._ledger import Balance, Ledger, LedgerEntry
 
 __all__ = [
+    "DELTA_QUANTUM",
+    "MAX_DELTA",
     "MAX_EPSILON",
     "QUANTUM",
     "Balance",
@@ -30,6 +35,7 @@ __all__ = [
     "charge_amount",
     "create_engine",
     "from_quanta",
+    "parse_delta",
     "parse_epsilon",
     "to_quanta",
 ]
