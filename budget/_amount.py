@@ -90,9 +90,7 @@ def parse_delta(value: object) -> Decimal:
     return amount
 
 
-def to_quanta(
-    amount: Decimal, *, rounding: str = ROUND_CEILING, quantum: Decimal = QUANTUM
-) -> int:
+def to_quanta(amount: Decimal, *, rounding: str = ROUND_CEILING, quantum: Decimal = QUANTUM) -> int:
     """Whole quanta of ``amount``: rounded up for charges, down (FLOOR) for caps.
 
     >>> to_quanta(Decimal("0.5"))

@@ -37,14 +37,17 @@ class NoGrant(BudgetError):
 class BudgetExhausted(BudgetError):
     """A debit larger than what remains. Raised before anything is charged."""
 
-    def __init__(self, dataset: str, requested: Decimal, remaining: Decimal) -> None:
+    def __init__(
+        self, dataset: str, requested: Decimal, remaining: Decimal, measure: str = "epsilon"
+    ) -> None:
         super().__init__(
-            f"privacy budget exhausted on dataset {dataset!r}: requested epsilon={requested}, "
-            f"remaining epsilon={remaining}; nothing was charged"
+            f"privacy budget exhausted on dataset {dataset!r}: requested {measure}={requested}, "
+            f"remaining {measure}={remaining}; nothing was charged"
         )
         self.dataset = dataset
         self.requested = requested
         self.remaining = remaining
+        self.measure = measure
 
 
 class LedgerCorrupt(BudgetError):

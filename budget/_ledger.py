@@ -2,9 +2,9 @@
 
 Invariant 3 (no overspend) rests on one statement::
 
-    UPDATE grants SET epsilon_spent_q = epsilon_spent_q + :q
+    UPDATE grants SET epsilon_spent_q = epsilon_spent_q + :q, delta_spent_q = ...
      WHERE principal = :p AND dataset = :d AND revoked_at IS NULL
-       AND epsilon_spent_q + :q <= epsilon_cap_q
+       AND epsilon_spent_q + :q <= epsilon_cap_q AND delta_spent_q + :dq <= delta_cap_q
 
 The database evaluates the condition and the increment atomically, so no
 interleaving of jobs, threads, processes or replicas can push ``spent`` past
@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 
-from ._amount import from_quanta, parse_epsilon, to_quanta
+from ._amount import DELTA_QUANTUM, from_quanta, parse_delta, parse_epsilon, to_quanta
 from ._errors import BudgetExhausted, LedgerCorrupt, NoGrant
 
 metadata = MetaData()
@@ -55,6 +55,9 @@ grants = Table(
     Column("principal", String(200), nullable=False),
     Column("epsilon_cap_q", BigInteger, nullable=False),
     Column("epsilon_spent_q", BigInteger, nullable=False, default=0),
+    # δ in units of 1e-18; a grant without a δ cap (0) allows only pure-DP releases.
+    Column("delta_cap_q", BigInteger, nullable=False, default=0),
+    Column("delta_spent_q", BigInteger, nullable=False, default=0),
     Column("granted_by", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
@@ -71,6 +74,7 @@ ledger_entries = Table(
     Column("job_id", String(64), nullable=False),
     Column("release_index", Integer, nullable=False),
     Column("epsilon_q", BigInteger, nullable=False),
+    Column("delta_q", BigInteger, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
@@ -104,11 +108,18 @@ class Balance:
     principal: str
     epsilon_cap: Decimal
     epsilon_spent: Decimal
+    delta_cap: Decimal = Decimal(0)
+    delta_spent: Decimal = Decimal(0)
 
     @property
     def epsilon_remaining(self) -> Decimal:
         """What may still be spent (never negative)."""
         return max(self.epsilon_cap - self.epsilon_spent, Decimal(0))
+
+    @property
+    def delta_remaining(self) -> Decimal:
+        """δ that may still be spent (never negative)."""
+        return max(self.delta_cap - self.delta_spent, Decimal(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,7 @@ class LedgerEntry:
     created_at: dt.datetime
     prev_hash: str
     hash: str
+    delta: Decimal = Decimal(0)
 
 
 def _canonical(
@@ -136,8 +148,10 @@ def _canonical(
     release_index: int,
     epsilon_q: int,
     created_at: dt.datetime,
+    delta_q: int,
 ) -> bytes:
     body = {
+        "delta_q": delta_q,
         "seq": seq,
         "kind": kind,
         "principal": principal,
@@ -177,7 +191,13 @@ class Ledger:
                 conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS_HASH))
 
     def grant(
-        self, dataset: str, principal: str, epsilon_cap: object, *, granted_by: str
+        self,
+        dataset: str,
+        principal: str,
+        epsilon_cap: object,
+        *,
+        granted_by: str,
+        delta_cap: object = 0,
     ) -> Balance:
         """Give ``principal`` access to ``dataset`` with a total ε cap.
 
@@ -186,12 +206,15 @@ class Ledger:
         """
         # A cap is a promise to the provider: round it down, never up.
         cap_q = to_quanta(parse_epsilon(epsilon_cap), rounding=ROUND_FLOOR)
+        delta_q = to_quanta(parse_delta(delta_cap), rounding=ROUND_FLOOR, quantum=DELTA_QUANTUM)
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             changed = conn.execute(
                 update(grants)
                 .where(grants.c.dataset == dataset, grants.c.principal == principal)
-                .values(epsilon_cap_q=cap_q, revoked_at=None, granted_by=granted_by)
+                .values(
+                    epsilon_cap_q=cap_q, delta_cap_q=delta_q, revoked_at=None, granted_by=granted_by
+                )
             ).rowcount
             if not changed:
                 conn.execute(
@@ -200,6 +223,8 @@ class Ledger:
                         principal=principal,
                         epsilon_cap_q=cap_q,
                         epsilon_spent_q=0,
+                        delta_cap_q=delta_q,
+                        delta_spent_q=0,
                         granted_by=granted_by,
                         created_at=now,
                     )
@@ -241,6 +266,8 @@ class Ledger:
                 principal=r["principal"],
                 epsilon_cap=from_quanta(r["epsilon_cap_q"]),
                 epsilon_spent=from_quanta(r["epsilon_spent_q"]),
+                delta_cap=from_quanta(r["delta_cap_q"], quantum=DELTA_QUANTUM),
+                delta_spent=from_quanta(r["delta_spent_q"], quantum=DELTA_QUANTUM),
             )
             for r in rows
         ]
@@ -253,28 +280,41 @@ class Ledger:
         *,
         job_id: str,
         release_index: int,
+        delta: Decimal = Decimal(0),
     ) -> LedgerEntry:
-        """Charge ``epsilon`` atomically and record it; the caller releases only after this.
+        """Charge ``epsilon`` and ``delta`` atomically and record it.
+
+        The caller releases only after this returns.
 
         Raises:
             NoGrant: no live grant (nothing charged).
-            BudgetExhausted: the charge would exceed the cap (nothing charged).
+            BudgetExhausted: the charge would exceed a cap (nothing charged).
         """
         amount = parse_epsilon(epsilon)
+        delta_amount = parse_delta(delta)
         for _attempt in range(_HEAD_RETRIES):
             try:
-                return self._debit_once(principal, dataset, amount, job_id, release_index)
+                return self._debit_once(
+                    principal, dataset, amount, delta_amount, job_id, release_index
+                )
             except _HeadMoved:
                 continue
         raise RuntimeError("the ledger is too contended to append; retry the release")
 
     def _debit_once(
-        self, principal: str, dataset: str, amount: Decimal, job_id: str, release_index: int
+        self,
+        principal: str,
+        dataset: str,
+        amount: Decimal,
+        delta: Decimal,
+        job_id: str,
+        release_index: int,
     ) -> LedgerEntry:
         # On SQLite, BEGIN IMMEDIATE serialises writers, so the head cannot move.
         # Elsewhere (PostgreSQL, READ COMMITTED) two debits may read the same head;
         # the compare-and-set below makes the loser roll back (its charge too) and retry.
         q = to_quanta(amount)
+        dq = to_quanta(delta, quantum=DELTA_QUANTUM)
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             # Lock the chain head first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
@@ -291,12 +331,16 @@ class Ledger:
                     grants.c.principal == principal,
                     grants.c.revoked_at.is_(None),
                     grants.c.epsilon_spent_q + q <= grants.c.epsilon_cap_q,
+                    grants.c.delta_spent_q + dq <= grants.c.delta_cap_q,
                 )
-                .values(epsilon_spent_q=grants.c.epsilon_spent_q + q)
+                .values(
+                    epsilon_spent_q=grants.c.epsilon_spent_q + q,
+                    delta_spent_q=grants.c.delta_spent_q + dq,
+                )
             ).rowcount
             if charged != 1:
                 row = conn.execute(
-                    select(grants.c.epsilon_cap_q, grants.c.epsilon_spent_q).where(
+                    select(grants).where(
                         grants.c.dataset == dataset,
                         grants.c.principal == principal,
                         grants.c.revoked_at.is_(None),
@@ -305,11 +349,16 @@ class Ledger:
                 if row is None:
                     raise NoGrant(principal, dataset)
                 remaining = max(row.epsilon_cap_q - row.epsilon_spent_q, 0)
+                if row.epsilon_spent_q + q <= row.epsilon_cap_q:  # it was δ that ran out
+                    delta_left = max(row.delta_cap_q - row.delta_spent_q, 0)
+                    raise BudgetExhausted(
+                        dataset, delta, from_quanta(delta_left, quantum=DELTA_QUANTUM), "delta"
+                    )
                 raise BudgetExhausted(dataset, amount, from_quanta(remaining))
             seq = head.seq + 1
             digest = _chain(
                 head.hash,
-                _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now),
+                _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now, dq),
             )
             conn.execute(
                 insert(ledger_entries).values(
@@ -320,6 +369,7 @@ class Ledger:
                     job_id=job_id,
                     release_index=release_index,
                     epsilon_q=q,
+                    delta_q=dq,
                     created_at=now,
                     prev_hash=head.hash,
                     hash=digest,
@@ -343,6 +393,7 @@ class Ledger:
             now,
             head.hash,
             digest,
+            from_quanta(dq, quantum=DELTA_QUANTUM),
         )
 
     def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:
@@ -366,6 +417,7 @@ class Ledger:
                     created_at=r["created_at"],
                     prev_hash=r["prev_hash"],
                     hash=r["hash"],
+                    delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
                 )
 
     def verify(self) -> str:
@@ -396,6 +448,7 @@ class Ledger:
                         r["release_index"],
                         r["epsilon_q"],
                         r["created_at"],
+                        r["delta_q"],
                     ),
                 )
                 if digest != r["hash"]:
