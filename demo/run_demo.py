@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo-data"
 ENCLAVE = [sys.executable, "-m", "enclave"]
-EXAMPLES = ["overview.py", "by_department.py", "foreign_visitors.py"]
+EXAMPLES = ["overview.py", "by_department.py", "foreign_visitors.py", "towns.py"]
 
 
 def run(args: list[str], token: str | None = None, address: str | None = None) -> str:
@@ -90,7 +90,7 @@ def main() -> None:
         run(["admin", "create-principal", "dpo", "--role", "dpo"], admin, address)
         print("tourism_board (provider), alice (researcher), dpo (dpo)")
 
-        step("provider registers the confidential table and grants alice epsilon = 3")
+        step("provider registers the confidential table and grants alice epsilon = 3, delta = 1e-6")
         print(
             run(
                 [
@@ -108,7 +108,17 @@ def main() -> None:
         )
         print(
             run(
-                ["dataset", "grant", "tourism_stays", "--to", "alice", "--epsilon", "3"],
+                [
+                    "dataset",
+                    "grant",
+                    "tourism_stays",
+                    "--to",
+                    "alice",
+                    "--epsilon",
+                    "3",
+                    "--delta",
+                    "1e-6",
+                ],
                 provider,
                 address,
             )

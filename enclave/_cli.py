@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("name")
     g.add_argument("--to", required=True, dest="principal")
     g.add_argument("--epsilon", required=True)
+    g.add_argument(
+        "--delta", default="0", help="delta cap, for releasing group keys that are not public"
+    )
     ds = d.add_parser("describe", help="public metadata of a dataset")
     ds.add_argument("name")
     ds.add_argument("--json", action="store_true")
@@ -112,7 +115,8 @@ def _print_job(job: Job, as_json: bool) -> None:
     if as_json:
         print(json.dumps(job.to_json(), indent=2))
         return
-    print(f"job {job.job_id}  {job.state}  dataset={job.dataset}  cost: epsilon={job.cost_epsilon}")
+    cost = f"epsilon={job.cost_epsilon}" + (f", delta={job.cost_delta}" if job.cost_delta else "")
+    print(f"job {job.job_id}  {job.state}  dataset={job.dataset}  cost: {cost}")
     if job.error_code:
         print(f"error: {job.error_code}: {job.error_message}")
         if job.releases:
@@ -136,7 +140,10 @@ def _print_estimate(estimate: Estimate, as_json: bool) -> None:
     if as_json:
         print(json.dumps(estimate.to_json(), indent=2))
         return
-    print(f"dry run: {len(estimate.releases)} release(s), total epsilon={estimate.epsilon}")
+    print(
+        f"dry run: {len(estimate.releases)} release(s), total epsilon={estimate.epsilon}, "
+        f"delta={estimate.delta}"
+    )
     print(
         fmt.table(
             ["release", "dataset", "epsilon", "mechanism"],
@@ -242,10 +249,10 @@ def _run(args: argparse.Namespace) -> int:
                 info = client.register_dataset(args.name, args.file, args.schema)
                 print(f"registered {info.name} ({len(info.columns)} columns)")
             elif args.dataset == "grant":
-                grant = client.grant(args.name, args.principal, args.epsilon)
+                grant = client.grant(args.name, args.principal, args.epsilon, args.delta)
                 print(
                     f"granted {grant.principal} access to {grant.dataset} "
-                    f"with epsilon cap {grant.epsilon_cap}"
+                    f"with epsilon cap {grant.epsilon_cap}, delta cap {grant.delta_cap}"
                 )
             else:
                 info = client.describe_dataset(args.name)
@@ -294,13 +301,14 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print(
                     fmt.table(
-                        ["dataset", "epsilon cap", "spent", "remaining"],
+                        ["dataset", "epsilon cap", "spent", "remaining", "delta remaining"],
                         [
                             [
                                 b.dataset,
                                 str(b.epsilon_cap),
                                 str(b.epsilon_spent),
                                 str(b.epsilon_remaining),
+                                str(b.delta_remaining),
                             ]
                             for b in budgets
                         ],

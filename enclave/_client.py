@@ -47,6 +47,7 @@ class Release:
     epsilon: Decimal
     mechanism: str
     value: Any
+    delta: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Job:
                     Decimal(r.cost.epsilon or "0"),
                     r.mechanism,
                     json.loads(r.value_json) if r.value_json else None,
+                    Decimal(r.cost.delta or "0"),
                 )
                 for r in msg.releases
             ),
@@ -110,6 +112,7 @@ class Job:
                     "index": r.index,
                     "dataset": r.dataset,
                     "epsilon": str(r.epsilon),
+                    "delta": str(r.delta),
                     "mechanism": r.mechanism,
                     "value": r.value,
                 }
@@ -142,7 +145,14 @@ class Estimate:
             epsilon=Decimal(msg.total.epsilon or "0"),
             delta=Decimal(msg.total.delta or "0"),
             releases=tuple(
-                Release(r.index, r.dataset, Decimal(r.cost.epsilon or "0"), r.mechanism, None)
+                Release(
+                    r.index,
+                    r.dataset,
+                    Decimal(r.cost.epsilon or "0"),
+                    r.mechanism,
+                    None,
+                    Decimal(r.cost.delta or "0"),
+                )
                 for r in msg.releases
             ),
             budgets=tuple(Budget.from_proto(b) for b in msg.budgets),
@@ -159,6 +169,7 @@ class Estimate:
                     "index": r.index,
                     "dataset": r.dataset,
                     "epsilon": str(r.epsilon),
+                    "delta": str(r.delta),
                     "mechanism": r.mechanism,
                 }
                 for r in self.releases
@@ -176,6 +187,9 @@ class Budget:
     epsilon_cap: Decimal
     epsilon_spent: Decimal
     epsilon_remaining: Decimal
+    delta_cap: Decimal = Decimal(0)
+    delta_spent: Decimal = Decimal(0)
+    delta_remaining: Decimal = Decimal(0)
 
     @classmethod
     def from_proto(cls, msg: pb.Budget) -> Budget:
@@ -185,6 +199,9 @@ class Budget:
             Decimal(msg.epsilon_cap),
             Decimal(msg.epsilon_spent),
             Decimal(msg.epsilon_remaining),
+            Decimal(msg.delta_cap or "0"),
+            Decimal(msg.delta_spent or "0"),
+            Decimal(msg.delta_remaining or "0"),
         )
 
     def to_json(self) -> dict[str, str]:
@@ -194,6 +211,9 @@ class Budget:
             "epsilon_cap": str(self.epsilon_cap),
             "epsilon_spent": str(self.epsilon_spent),
             "epsilon_remaining": str(self.epsilon_remaining),
+            "delta_cap": str(self.delta_cap),
+            "delta_spent": str(self.delta_spent),
+            "delta_remaining": str(self.delta_remaining),
         }
 
 
@@ -341,11 +361,22 @@ class Client:
         )
         return info
 
-    def grant(self, dataset: str, principal: str, epsilon: Decimal | float | str) -> pb.Grant:
-        """Give a researcher access to your dataset with a total ε cap."""
+    def grant(
+        self,
+        dataset: str,
+        principal: str,
+        epsilon: Decimal | float | str,
+        delta: Decimal | float | str = 0,
+    ) -> pb.Grant:
+        """Give a researcher access to your dataset with a total ε cap (and δ cap)."""
         grant: pb.Grant = self._call(
             self._catalog.GrantAccess,
-            pb.GrantAccessRequest(dataset=dataset, principal=principal, epsilon_cap=str(epsilon)),
+            pb.GrantAccessRequest(
+                dataset=dataset,
+                principal=principal,
+                epsilon_cap=str(epsilon),
+                delta_cap=str(delta),
+            ),
         )
         return grant
 

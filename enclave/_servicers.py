@@ -53,8 +53,8 @@ def _ts(value: dt.datetime | None) -> Timestamp | None:
     return stamp
 
 
-def _cost(epsilon: Decimal) -> pb.Cost:
-    return pb.Cost(epsilon=str(epsilon), delta="0")
+def _cost(epsilon: Decimal, delta: Decimal = Decimal(0)) -> pb.Cost:
+    return pb.Cost(epsilon=str(epsilon), delta=str(delta))
 
 
 def job_to_proto(job: JobRecord, *, with_script: bool = False) -> pb.Job:
@@ -66,12 +66,12 @@ def job_to_proto(job: JobRecord, *, with_script: bool = False) -> pb.Job:
         request_id=job.request_id,
         state=_STATES[job.state],
         result_json="" if job.result is None else json.dumps(job.result),
-        cost=_cost(job.epsilon_spent),
+        cost=_cost(job.epsilon_spent, job.delta_spent),
         releases=[
             pb.ReleaseRecord(
                 index=r.index,
                 dataset=r.dataset,
-                cost=_cost(r.epsilon),
+                cost=_cost(r.epsilon, r.delta),
                 mechanism=r.mechanism,
                 plan_json=json.dumps(r.plan),
                 value_json="" if r.value is None else json.dumps(r.value),
@@ -117,7 +117,7 @@ def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
             identifier=unit.identifier or "", max_rows_per_person=unit.max_rows_per_person
         ),
         max_rows=schema.max_rows,
-        privacy_definition="pure epsilon-DP (Laplace)",
+        privacy_definition="epsilon-DP (Laplace); (epsilon, delta) for private group keys",
     )
 
 
@@ -150,12 +150,12 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             raise InvalidArgument("dataset is required: the dataset the job runs against")
         estimate = self._app.jobs.estimate(caller.name, request.dataset, request.script)
         return pb.CostEstimate(
-            total=_cost(estimate.epsilon),
+            total=_cost(estimate.epsilon, estimate.delta),
             releases=[
                 pb.ReleaseEstimate(
                     index=r.index,
                     dataset=r.dataset,
-                    cost=_cost(r.epsilon),
+                    cost=_cost(r.epsilon, r.delta),
                     mechanism=r.mechanism,
                     plan_json=json.dumps(r.plan),
                 )
@@ -254,12 +254,17 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                 f"{grantee.name} is a {grantee.role.value}; only researchers receive grants"
             )
         balance = self._app.ledger.grant(
-            request.dataset, request.principal, request.epsilon_cap, granted_by=caller.name
+            request.dataset,
+            request.principal,
+            request.epsilon_cap,
+            delta_cap=request.delta_cap or 0,
+            granted_by=caller.name,
         )
         return pb.Grant(
             dataset=balance.dataset,
             principal=balance.principal,
             epsilon_cap=str(balance.epsilon_cap),
+            delta_cap=str(balance.delta_cap),
         )
 
 
@@ -311,6 +316,9 @@ def budget_to_proto(b: Balance) -> pb.Budget:
         epsilon_cap=str(b.epsilon_cap),
         epsilon_spent=str(b.epsilon_spent),
         epsilon_remaining=str(b.epsilon_remaining),
+        delta_cap=str(b.delta_cap),
+        delta_spent=str(b.delta_spent),
+        delta_remaining=str(b.delta_remaining),
     )
 
 

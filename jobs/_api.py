@@ -41,7 +41,7 @@ from ._plan import (
     is_finite_number,
 )
 
-ReleaseFn = Callable[[Query, Any], Any]
+ReleaseFn = Callable[[Query, Any, Any], Any]
 
 
 class _Frozen:
@@ -543,8 +543,11 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
             raise PlanError("col(name) takes a column name")
         return ColumnExpr(Col(name))
 
-    def release(plan: ReleasablePlan, epsilon: Any = None) -> Any:
+    def release(plan: ReleasablePlan, epsilon: Any = None, delta: Any = None) -> Any:
         """Spend ``epsilon`` of your budget for a DP answer to ``plan``.
+
+        ``delta`` is spent only by plans that group on columns without public keys
+        (their keys are released by thresholding); other plans take none.
 
         The cost is charged before the data is touched; a refused release (budget,
         grant, invalid plan) ends the job.
@@ -558,7 +561,11 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
             raise PlanError("release(plan, epsilon=...) needs an epsilon")
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, str)):
             raise PlanError(f"epsilon must be a number, got {type(epsilon).__name__}")
-        return wrap_release(release_fn(plan._q, epsilon), plan._q.shape)
+        if delta is not None and (
+            isinstance(delta, bool) or not isinstance(delta, (int, float, str))
+        ):
+            raise PlanError(f"delta must be a number, got {type(delta).__name__}")
+        return wrap_release(release_fn(plan._q, epsilon, delta), plan._q.shape)
 
     return {
         "dataset": dataset,

@@ -81,6 +81,8 @@ class PricedQuery:
     dataset: DatasetHandle
     epsilon: Decimal
     global_scale: float
+    #: δ spent on releasing private group keys (0 for pure-DP plans).
+    delta: Decimal
     measurement: Any = field(repr=False)
     #: alias -> (distribution, scale, 95% half-width)
     accuracy: dict[str, tuple[str, float, float]] = field(repr=False)
@@ -88,6 +90,8 @@ class PricedQuery:
     #: parts (mean: 2, variance/std: 3); by the union bound all k parts are then
     #: inside their intervals together with probability >= 95%.
     part_accuracy: dict[str, float] = field(repr=False)
+    #: Minimum noisy count for a private group key to be released (None: public keys).
+    threshold: int | None = None
 
 
 # --- 1. validation against public metadata --------------------------------------------
@@ -202,10 +206,18 @@ def validate(query: Query, schema: Schema) -> None:
             n_groups *= len(query.bins) + 1
             continue
         if spec.keys is None:
-            raise PlanError(
-                f"cannot group by {g!r}: its keys are not public (only category and bool "
-                "columns, whose values the provider declared, can be grouped on)"
-            )
+            if spec.type not in ("string", "int") or g == ident:
+                raise PlanError(
+                    f"cannot group by {g!r}: its keys are not public, and only string and int "
+                    "columns (other than the privacy unit) can have their keys released by "
+                    "thresholding"
+                )
+            if not any(a.op == "count" for a in query.aggs):
+                raise PlanError(
+                    f"grouping by {g!r}, whose keys are not public, releases the keys whose "
+                    "noisy count passes a threshold: include count() in agg(...)"
+                )
+            continue  # how many keys pass is unknown before release
         n_groups *= len(spec.keys)
     if n_groups > MAX_GROUPS:
         raise PlanError(f"grouping yields {n_groups} groups, more than {MAX_GROUPS}")
@@ -262,9 +274,28 @@ def _input_domain(schema: Schema, group_by: tuple[str, ...], binned: bool) -> An
     domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=schema.max_rows))
     if group_by and not binned:
         # (A histogram only counts, and its keys are derived: no margin needed.)
-        margin = dp.polars.Margin(by=[pl.col(g) for g in group_by], max_length=schema.max_rows)
+        margin = dp.polars.Margin(
+            by=[pl.col(g) for g in group_by],
+            max_length=schema.max_rows,
+            max_groups=_max_groups(schema, group_by),
+        )
         domain = dp.with_margin(domain, margin)
     return domain
+
+
+def _max_groups(schema: Schema, group_by: tuple[str, ...]) -> int:
+    """A public bound on the number of groups; float sums need it for rounding error.
+
+    Public keys: their number. Otherwise the columns' declared ``max_keys``, or at
+    worst one group per row (valid, but it makes float sums per group far noisier).
+    """
+    total = 1
+    for g in group_by:
+        spec = schema.column(g)
+        assert spec is not None
+        keys = spec.keys
+        total *= len(keys) if keys is not None else (spec.max_keys or schema.max_rows)
+    return min(total, schema.max_rows)
 
 
 def _to_polars(e: Expr) -> pl.Expr:
@@ -320,6 +351,13 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
+def has_private_keys(query: Query, schema: Schema) -> bool:
+    """Whether the plan groups on a column without public keys (keys cost δ)."""
+    return query.bins is None and any(
+        (spec := schema.column(g)) is not None and spec.keys is None for g in query.group_by
+    )
+
+
 def _group_keys(query: Query, schema: Schema) -> list[tuple[Any, ...]]:
     if query.bins is not None:
         return [(label,) for label in bin_labels(query.bins)]
@@ -372,21 +410,57 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
         lf = lf.with_columns(
             pl.col(g).cut(list(query.bins), labels=labels, left_closed=True).cast(pl.String)
         )
+    grouped = lf.group_by(list(query.group_by)).agg(exprs)
+    if has_private_keys(query, schema):
+        # OpenDP releases only the keys whose noisy count passes the threshold.
+        return grouped
     keys = pl.LazyFrame(_group_keys(query, schema), schema=key_types, orient="row")
     # Left join from the public key set: every public key appears (absent ones as
     # noisy zeros) and no key is learned from the data.
-    grouped = lf.group_by(list(query.group_by)).agg(exprs)
     return keys.join(grouped, how="left", on=list(query.group_by), nulls_equal=True)
 
 
-def _build(query: Query, schema: Schema, scale: float) -> Any:
+def _build(query: Query, schema: Schema, scale: float, threshold: int | None = None) -> Any:
+    private = threshold is not None
     return dp.m.make_private_lazyframe(
         _input_domain(schema, query.group_by, query.bins is not None),
         dp.symmetric_distance(),
-        dp.max_divergence(),
+        dp.approximate(dp.max_divergence()) if private else dp.max_divergence(),
         _lazy_plan(query, schema),
         global_scale=scale,
+        threshold=threshold,
     )
+
+
+def _loss(measurement: Any, d_in: int, private: bool) -> tuple[float, float]:
+    loss = measurement.map(d_in)
+    return (float(loss[0]), float(loss[1])) if private else (float(loss), 0.0)
+
+
+def _calibrate_threshold(
+    query: Query, schema: Schema, scale: float, d_in: int, target_delta: float
+) -> int:
+    """Smallest threshold whose δ is within ``target_delta`` (δ falls as it grows)."""
+
+    def delta_at(t: int) -> float:
+        return _loss(_build(query, schema, scale, t), d_in, True)[1]
+
+    high = d_in + 1
+    while delta_at(high) > target_delta:
+        if high > schema.max_rows:
+            raise PlanError(
+                f"delta={target_delta} is too small for this epsilon: releasing a key would "
+                f"need a noisy count above max_rows={schema.max_rows}; raise delta or epsilon"
+            )
+        high *= 2
+    low = high // 2 if high > d_in + 1 else d_in
+    while high - low > 1:  # invariant: delta_at(high) <= target < delta_at(low) (or low = d_in)
+        mid = (low + high) // 2
+        if delta_at(mid) <= target_delta:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def _largest_float_within(amount: Decimal) -> float:
@@ -396,26 +470,52 @@ def _largest_float_within(amount: Decimal) -> float:
     return value
 
 
-def price(query: Query, dataset: DatasetHandle, epsilon: Decimal) -> PricedQuery:
+def price(
+    query: Query, dataset: DatasetHandle, epsilon: Decimal, delta: Decimal = Decimal(0)
+) -> PricedQuery:
     """Calibrate the measurement of ``query`` to cost exactly ``epsilon``. No data is read.
+
+    A plan that releases private group keys also spends exactly ``delta``: the
+    threshold is the smallest whose δ is within it.
 
     Raises:
         PlanError: the plan does not fit the schema, or OpenDP refuses it.
     """
     schema = dataset.schema
     validate(query, schema)
+    private = has_private_keys(query, schema)
+    if private and delta <= 0:
+        raise PlanError(
+            "this plan groups on a column whose keys are not public: the keys are released "
+            "by thresholding, which costs delta; pass e.g. release(plan, epsilon=1, delta=1e-7)"
+        )
+    if not private and delta > 0:
+        raise PlanError(
+            "delta is spent only when releasing group keys that are not public; "
+            "this plan has none, so pass no delta"
+        )
     d_in = schema.privacy_unit.d_in
     target = _largest_float_within(epsilon)
+    # The ε part does not depend on the threshold; any valid one will do to calibrate it.
+    probe = schema.max_rows if private else None
+    threshold: int | None = None
     try:
-        unit_eps = float(_build(query, schema, 1.0).map(d_in))
+        unit_eps = _loss(_build(query, schema, 1.0, probe), d_in, private)[0]
         scale = unit_eps / target
         for _ in range(64):
-            measurement = _build(query, schema, scale)
-            if float(measurement.map(d_in)) <= target:
+            if _loss(_build(query, schema, scale, probe), d_in, private)[0] <= target:
                 break
             scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
         else:  # pragma: no cover - the map is linear in 1/scale
             raise PlanError("could not calibrate the noise to the requested epsilon")
+        if private:
+            threshold = _calibrate_threshold(
+                query, schema, scale, d_in, _largest_float_within(delta)
+            )
+        measurement = _build(query, schema, scale, threshold)
+        eps_spent, delta_spent = _loss(measurement, d_in, private)
+        if eps_spent > target or delta_spent > float(delta):  # pragma: no cover - a guard
+            raise PlanError("the noise calibration did not verify; nothing was charged")
         summary = summarize_polars_measurement(measurement, 1 - CONFIDENCE)
         accuracy = {
             row["column"]: (row["distribution"], float(row["scale"]), float(row["accuracy"]))
@@ -433,7 +533,9 @@ def price(query: Query, dataset: DatasetHandle, epsilon: Decimal) -> PricedQuery
         raise
     except Exception as err:  # OpenDP refused the plan: depends only on plan and schema
         raise PlanError(f"OpenDP cannot build this plan: {err}") from err
-    return PricedQuery(query, dataset, epsilon, scale, measurement, accuracy, part_accuracy)
+    return PricedQuery(
+        query, dataset, epsilon, scale, delta, measurement, accuracy, part_accuracy, threshold
+    )
 
 
 # --- 3. evaluation ----------------------------------------------------------------------
@@ -551,11 +653,28 @@ def _evaluate(priced: PricedQuery) -> Any:
     rows = priced.measurement(pl.scan_parquet(priced.dataset.path)).collect().to_dicts()
     by_key = {tuple(r[g] for g in query.group_by): r for r in rows}
     specs = {a.alias: schema.column(a.column) if a.column else None for a in query.aggs}
-    return _shaped(
-        query,
-        schema,
-        lambda key, agg: _released(agg, by_key[key], priced, specs[agg.alias]),
-    )
+
+    def value(key: tuple[Any, ...], agg: Agg) -> dict[str, Any]:
+        return _released(agg, by_key[key], priced, specs[agg.alias])
+
+    if priced.threshold is None:
+        return _shaped(query, schema, value)
+    # Private keys: the released ones, in key order. If there are more than a
+    # release can carry, the largest noisy counts are kept (post-processing).
+    counter = next(a.alias for a in query.aggs if a.op == "count")
+    keys = sorted(by_key, key=lambda k: -float(by_key[k][counter]))
+    keys = sorted(keys[: max(1, MAX_RELEASED_VALUES // len(query.aggs))], key=_key_order)
+    table = []
+    for key in keys:
+        out: dict[str, Any] = dict(zip(query.group_by, key, strict=True))
+        out.update({a.alias: value(key, a) for a in query.aggs})
+        out[counter]["threshold"] = priced.threshold
+        table.append(out)
+    return table
+
+
+def _key_order(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
+    return tuple((k is None, "" if k is None else k) for k in key)
 
 
 def _shaped(
@@ -585,6 +704,8 @@ def placeholder(priced: PricedQuery) -> Any:
     their bounds, so that a script's post-processing (ratios, shares) runs through.
     """
     query, schema = priced.query, priced.dataset.schema
+    if priced.threshold is not None:
+        return []  # which private keys pass the threshold is known only from the data
 
     def value(_key: tuple[Any, ...], agg: Agg) -> dict[str, Any]:
         if agg.op == "count":

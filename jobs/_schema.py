@@ -42,6 +42,8 @@ COLUMN_TYPES: tuple[ColumnType, ...] = ("int", "float", "bool", "category", "str
 #: float sums (OpenDP accounts for float rounding with it), so providers with
 #: larger tables must declare ``max_rows``.
 DEFAULT_MAX_ROWS = 10_000_000
+#: An int column with at most this many values in its bounds has public keys.
+MAX_INT_KEYS = 1_000
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -55,6 +57,9 @@ class ColumnSpec:
     categories: tuple[str, ...] | None = None
     nullable: bool = False
     description: str = ""
+    #: Public upper bound on the number of distinct values (string/int columns
+    #: grouped without public keys); it keeps float sums per group accurate.
+    max_keys: int | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -68,9 +73,15 @@ class ColumnSpec:
 
     @property
     def keys(self) -> tuple[Any, ...] | None:
-        """Public group keys, if the column has any."""
+        """Public group keys, if the column has any.
+
+        Declared categories; both booleans; every integer of a narrow int range.
+        """
         if self.type == "bool":
             return (False, True)
+        if self.type == "int" and self.bounds is not None:
+            lo, hi = int(self.bounds[0]), int(self.bounds[1])
+            return tuple(range(lo, hi + 1)) if hi - lo < MAX_INT_KEYS else None
         return self.categories
 
 
@@ -158,6 +169,8 @@ class Schema:
                 spec["categories"] = list(c.categories)
             if c.nullable:
                 spec["nullable"] = True
+            if c.max_keys is not None:
+                spec["max_keys"] = c.max_keys
             if c.description:
                 spec["description"] = c.description
             cols[c.name] = spec
@@ -191,7 +204,9 @@ def _parse_column(name: str, spec: Any) -> ColumnSpec:
         raise SchemaError(f"column name {name!r} must be letters, digits and _ (not first digit)")
     if not isinstance(spec, dict):
         raise SchemaError(f"column {name!r}: expected a table with at least `type`")
-    extra = sorted(set(spec) - {"type", "bounds", "categories", "nullable", "description"})
+    extra = sorted(
+        set(spec) - {"type", "bounds", "categories", "nullable", "description", "max_keys"}
+    )
     if extra:
         raise SchemaError(f"column {name!r}: unknown key(s) {', '.join(extra)}")
     ctype = spec.get("type")
@@ -236,7 +251,13 @@ def _parse_column(name: str, spec: Any) -> ColumnSpec:
     description = spec.get("description", "")
     if not isinstance(description, str):
         raise SchemaError(f"column {name!r}: description must be a string")
-    return ColumnSpec(name, ctype, bounds, categories, nullable, description)
+    max_keys = spec.get("max_keys")
+    if max_keys is not None:
+        if ctype not in ("string", "int"):
+            raise SchemaError(f"column {name!r}: max_keys applies to string and int columns")
+        if not isinstance(max_keys, int) or isinstance(max_keys, bool) or max_keys < 1:
+            raise SchemaError(f"column {name!r}: max_keys must be a positive integer")
+    return ColumnSpec(name, ctype, bounds, categories, nullable, description, max_keys)
 
 
 def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
@@ -369,6 +390,11 @@ def conform(frame: Any, schema: Schema) -> Any:
                     f"column {spec.name!r}: {unknown.height} value(s) not among the declared "
                     f"categories: {_first_rows(unknown, spec.name)}"
                 )
+        if spec.max_keys is not None and series.n_unique() > spec.max_keys:
+            problems.append(
+                f"column {spec.name!r}: {series.n_unique()} distinct values, more than "
+                f"max_keys={spec.max_keys}"
+            )
         out[spec.name] = series
     if problems:
         raise DataMismatch("the data does not match the schema:\n  " + "\n  ".join(problems))

@@ -25,11 +25,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from budget import (
+    DELTA_QUANTUM,
     Balance,
     BudgetError,
     Ledger,
     charge_amount,
     from_quanta,
+    parse_delta,
     parse_epsilon,
     to_quanta,
 )
@@ -53,6 +55,7 @@ class ReleaseEstimate:
     epsilon: Decimal
     mechanism: str
     plan: Any
+    delta: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,12 @@ class CostEstimate:
     def epsilon(self) -> Decimal:
         """Total ε over all releases (exact)."""
         return from_quanta(sum(to_quanta(r.epsilon) for r in self.releases))
+
+    @property
+    def delta(self) -> Decimal:
+        """Total δ over all releases (exact)."""
+        total = sum(to_quanta(r.delta, quantum=DELTA_QUANTUM) for r in self.releases)
+        return from_quanta(total, quantum=DELTA_QUANTUM)
 
 
 def _mechanisms(priced: _compiler.PricedQuery) -> str:
@@ -263,14 +272,20 @@ class JobService:
         """Steps 1-2 of the release path: everything that needs no data."""
         query = from_wire(request.plan)
         epsilon = charge_amount(parse_epsilon(request.epsilon))
+        delta = charge_amount(parse_delta(request.delta), quantum=DELTA_QUANTUM)
         handle = self._granted(principal, query.dataset)
-        return _compiler.price(query, handle, epsilon)
+        return _compiler.price(query, handle, epsilon, delta)
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
         priced = self._price(job.principal, request)
-        query, epsilon = priced.query, priced.epsilon
+        query, epsilon, delta = priced.query, priced.epsilon, priced.delta
         self._ledger.debit(
-            job.principal, query.dataset, epsilon, job_id=job.id, release_index=request.index
+            job.principal,
+            query.dataset,
+            epsilon,
+            delta=delta,
+            job_id=job.id,
+            release_index=request.index,
         )
         self._store.add_release(
             job.id,
@@ -279,6 +294,7 @@ class JobService:
             to_wire(query),
             to_quanta(epsilon),
             _mechanisms(priced),
+            to_quanta(delta, quantum=DELTA_QUANTUM),
         )
         self._notify()
         value = _compiler.evaluate(priced)
@@ -312,19 +328,25 @@ class JobService:
                     priced.epsilon,
                     _mechanisms(priced),
                     to_wire(priced.query),
+                    priced.delta,
                 )
             )
             return _compiler.placeholder(priced)
 
         run_worker(script, dataset, self.limits, on_release)
-        spent: dict[str, Decimal] = {}
+        spent: dict[str, tuple[Decimal, Decimal]] = {}
         for r in releases:
-            spent[r.dataset] = spent.get(r.dataset, Decimal(0)) + r.epsilon
+            eps, delta = spent.get(r.dataset, (Decimal(0), Decimal(0)))
+            spent[r.dataset] = (eps + r.epsilon, delta + r.delta)
         budgets = [self._ledger.balance(principal, name) for name in sorted(spent)]
         return CostEstimate(
             releases=tuple(releases),
             budgets=tuple(budgets),
-            fits_budget=all(spent[b.dataset] <= b.epsilon_remaining for b in budgets),
+            fits_budget=all(
+                spent[b.dataset][0] <= b.epsilon_remaining
+                and spent[b.dataset][1] <= b.delta_remaining
+                for b in budgets
+            ),
         )
 
     # --- shutdown -------------------------------------------------------------------

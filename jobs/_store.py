@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from budget import from_quanta, to_quanta
+from budget import DELTA_QUANTUM, from_quanta, to_quanta
 
 from ._errors import JobNotFound, RequestConflict
 
@@ -68,6 +68,7 @@ releases_table = Table(
     Column("dataset", String(200), nullable=False),
     Column("plan_json", Text, nullable=False),
     Column("epsilon_q", BigInteger, nullable=False),
+    Column("delta_q", BigInteger, nullable=False, default=0),
     Column("mechanism", String(200), nullable=False),
     Column("value_json", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -99,6 +100,7 @@ class ReleaseRecord:
     epsilon: Decimal
     mechanism: str
     value: Any
+    delta: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,12 @@ class JobRecord:
     def epsilon_spent(self) -> Decimal:
         """Total ε charged by this job (exact)."""
         return from_quanta(sum(to_quanta(r.epsilon) for r in self.releases))
+
+    @property
+    def delta_spent(self) -> Decimal:
+        """Total δ charged by this job (exact)."""
+        total = sum(to_quanta(r.delta, quantum=DELTA_QUANTUM) for r in self.releases)
+        return from_quanta(total, quantum=DELTA_QUANTUM)
 
 
 def _utcnow() -> dt.datetime:
@@ -248,6 +256,7 @@ class JobStore:
         plan: Any,
         epsilon_q: int,
         mechanism: str,
+        delta_q: int = 0,
     ) -> None:
         """Record a release right after its debit, before its value exists."""
         with self._engine.begin() as conn:
@@ -258,6 +267,7 @@ class JobStore:
                     dataset=dataset,
                     plan_json=json.dumps(plan),
                     epsilon_q=epsilon_q,
+                    delta_q=delta_q,
                     mechanism=mechanism,
                     value_json=None,
                     created_at=self._clock(),
@@ -365,6 +375,7 @@ def _record(row: Any, rels: Any) -> JobRecord:
                 epsilon=from_quanta(r["epsilon_q"]),
                 mechanism=r["mechanism"],
                 value=None if r["value_json"] is None else json.loads(r["value_json"]),
+                delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
             )
             for r in rels
         ),

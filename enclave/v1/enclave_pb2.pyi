@@ -255,36 +255,46 @@ class RegisterDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GrantAccessRequest(_message.Message):
-    __slots__ = ("dataset", "principal", "epsilon_cap")
+    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
+    DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     principal: str
     epsilon_cap: str
-    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ...) -> None: ...
+    delta_cap: str
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("dataset", "principal", "epsilon_cap")
+    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
+    DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     principal: str
     epsilon_cap: str
-    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ...) -> None: ...
+    delta_cap: str
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining")
+    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     EPSILON_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
+    DELTA_SPENT_FIELD_NUMBER: _ClassVar[int]
+    DELTA_REMAINING_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     epsilon_cap: str
     epsilon_spent: str
     epsilon_remaining: str
-    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ...) -> None: ...
+    delta_cap: str
+    delta_spent: str
+    delta_remaining: str
+    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ...) -> None: ...
 
 class GetBudgetRequest(_message.Message):
     __slots__ = ("dataset",)

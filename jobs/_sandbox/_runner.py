@@ -41,11 +41,12 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseRequest:
-    """What the worker asked for: an untrusted plan (JSON) and an ε (text)."""
+    """What the worker asked for: an untrusted plan (JSON), an ε and a δ (text)."""
 
     index: int
     plan: Any
     epsilon: str
+    delta: str = "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,12 @@ def _converse(
             if op == "release":
                 if released >= limits.max_releases:
                     raise ResourceLimit(f"a job may make at most {limits.max_releases} releases")
-                request = ReleaseRequest(released, message.get("plan"), str(message.get("epsilon")))
+                request = ReleaseRequest(
+                    released,
+                    message.get("plan"),
+                    str(message.get("epsilon")),
+                    str(message.get("delta", "0")),
+                )
                 released += 1
                 value = on_release(request)
                 send(proc.stdin, {"ok": True, "release": value})

@@ -30,8 +30,8 @@ def _apply_limits(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
 
 
-def _epsilon_text(epsilon: Any) -> str:
-    return repr(epsilon) if isinstance(epsilon, float) else str(epsilon)
+def _number_text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _run(inp: IO[bytes], out: IO[bytes]) -> None:
@@ -45,8 +45,16 @@ def _run(inp: IO[bytes], out: IO[bytes]) -> None:
     # Deep recursion in the script fails as a clean RecursionError, not a C stack overflow.
     sys.setrecursionlimit(500)
 
-    def release_fn(query: Query, epsilon: Any) -> Any:
-        send(out, {"op": "release", "plan": to_wire(query), "epsilon": _epsilon_text(epsilon)})
+    def release_fn(query: Query, epsilon: Any, delta: Any) -> Any:
+        send(
+            out,
+            {
+                "op": "release",
+                "plan": to_wire(query),
+                "epsilon": _number_text(epsilon),
+                "delta": "0" if delta is None else _number_text(delta),
+            },
+        )
         reply = recv(inp)
         if not isinstance(reply, dict) or reply.get("ok") is not True:
             # A refused release ends the job; the host records why.

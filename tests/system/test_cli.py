@@ -138,7 +138,15 @@ def test_full_path_through_the_cli(served, dataset_files) -> None:
 
     budget = json.loads(cli("budget", "--json", token=researcher, address=address).stdout)
     assert budget == [
-        {"dataset": "stays", "epsilon_cap": "2", "epsilon_spent": "0.5", "epsilon_remaining": "1.5"}
+        {
+            "dataset": "stays",
+            "epsilon_cap": "2",
+            "epsilon_spent": "0.5",
+            "epsilon_remaining": "1.5",
+            "delta_cap": "0",
+            "delta_spent": "0",
+            "delta_remaining": "0",
+        }
     ]
 
     human = cli(

@@ -22,27 +22,14 @@ EXAMPLES = sorted((ROOT / "jobs" / "examples").glob("*.py"))
 def tourism(server, tmp_path_factory) -> str:
     sys.path.insert(0, str(ROOT / "demo"))
     try:
-        from make_dataset import generate
+        from make_dataset import COLUMNS, generate
     finally:
         sys.path.pop(0)
     schema = ROOT / "demo" / "tourism_stays.schema.toml"
     path = tmp_path_factory.mktemp("tourism") / "stays.csv"
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(
-            [
-                "visitor_id",
-                "department",
-                "accommodation",
-                "season",
-                "nights",
-                "spend_eur",
-                "age",
-                "origin",
-                "party_size",
-                "repeat_visit",
-            ]
-        )
+        writer.writerow(COLUMNS)
         writer.writerows(generate(3000, 11))
     with Client(server.address, server.provider_token) as provider:
         provider.register_dataset("tourism_stays", path, schema)
@@ -58,7 +45,7 @@ def test_doc_example_runs(server, tourism, index) -> None:
     name = f"doc_reader_{index}"
     token = server.researcher(None, name=name)
     with Client(server.address, server.provider_token) as provider:
-        provider.grant(tourism, name, 10)
+        provider.grant(tourism, name, 10, "1e-5")
     with Client(server.address, token) as client:
         job = client.run(DOC_BLOCKS[index], tourism)
     assert job.result
@@ -69,7 +56,7 @@ def test_example_script_runs(server, tourism, script) -> None:
     name = f"example_{script.stem}"
     token = server.researcher(None, name=name)
     with Client(server.address, server.provider_token) as provider:
-        provider.grant(tourism, name, 10)
+        provider.grant(tourism, name, 10, "1e-5")
     with Client(server.address, token) as client:
         estimate = client.estimate(script.read_text(), tourism)
         job = client.run(script.read_text(), tourism)

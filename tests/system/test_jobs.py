@@ -136,7 +136,7 @@ result["b"] = release(dataset().count(), epsilon=0.6)
         ('release(dataset().sum("nope"), epsilon=0.1)', "INVALID_ARGUMENT", "no column 'nope'"),
         ('release(dataset().sum("region"), epsilon=0.1)', "INVALID_ARGUMENT", "not numeric"),
         (
-            'release(dataset().group_by("nights").count(), epsilon=0.1)',
+            'release(dataset().group_by("spend").count(), epsilon=0.1)',
             "INVALID_ARGUMENT",
             "not public",
         ),

@@ -155,7 +155,7 @@ def test_the_job_api_builds_histograms_and_spreads() -> None:
 
     seen = []
 
-    def host(q: Query, _epsilon: object) -> object:
+    def host(q: Query, _epsilon: object, _delta: object = None) -> object:
         seen.append(q)
         return [] if q.shape == "table" else {a.alias: {"value": 1, "ci95": [1, 1]} for a in q.aggs}
 
@@ -167,3 +167,9 @@ def test_the_job_api_builds_histograms_and_spreads() -> None:
     assert [a.alias for a in seen[1].aggs] == ["variance_x", "std_x"]
     with pytest.raises(PlanError):
         ns["dataset"]().histogram("n", bins="2,5")
+
+
+def test_narrow_int_columns_group_on_every_value_of_their_bounds(handle: DatasetHandle) -> None:
+    query = Query("t", (), ("n",), (Agg("count", None, None, "count"),), "table")
+    rows = evaluate(price(query, handle, Decimal(1)))
+    assert [r["n"] for r in rows] == list(range(1, 15))

@@ -517,10 +517,6 @@ INVALID = {
         q_scalar(Agg("mean", "region", None, "x")),
         r"mean\('region'\): column is category, not numeric",
     ),
-    "group_by_int": (
-        q_table(("nights",), COUNT),
-        r"cannot group by 'nights': its keys are not public",
-    ),
     "group_by_float": (
         q_table(("spend",), COUNT),
         r"cannot group by 'spend': its keys are not public",
