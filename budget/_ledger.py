@@ -197,23 +197,32 @@ class Ledger:
         epsilon_cap: object,
         *,
         granted_by: str,
-        delta_cap: object = 0,
+        delta_cap: object | None = None,
     ) -> Balance:
-        """Give ``principal`` access to ``dataset`` with a total ε cap.
+        """Give ``principal`` access to ``dataset`` with a total ε cap (and δ cap).
 
-        Granting again changes the cap (spending so far is kept; a cap below
-        what was already spent simply leaves nothing to spend).
+        Granting again changes the caps (spending so far is kept; a cap below
+        what was already spent simply leaves nothing to spend). ``delta_cap=None``
+        keeps the δ cap in force (0 for a new grant).
         """
         # A cap is a promise to the provider: round it down, never up.
         cap_q = to_quanta(parse_epsilon(epsilon_cap), rounding=ROUND_FLOOR)
-        delta_q = to_quanta(parse_delta(delta_cap), rounding=ROUND_FLOOR, quantum=DELTA_QUANTUM)
+        delta_q = (
+            None
+            if delta_cap is None
+            else to_quanta(parse_delta(delta_cap), rounding=ROUND_FLOOR, quantum=DELTA_QUANTUM)
+        )
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             changed = conn.execute(
                 update(grants)
                 .where(grants.c.dataset == dataset, grants.c.principal == principal)
                 .values(
-                    epsilon_cap_q=cap_q, delta_cap_q=delta_q, revoked_at=None, granted_by=granted_by
+                    epsilon_cap_q=cap_q,
+                    revoked_at=None,
+                    granted_by=granted_by,
+                    # A re-grant without a δ cap keeps the one in force.
+                    **({} if delta_q is None else {"delta_cap_q": delta_q}),
                 )
             ).rowcount
             if not changed:
@@ -223,7 +232,7 @@ class Ledger:
                         principal=principal,
                         epsilon_cap_q=cap_q,
                         epsilon_spent_q=0,
-                        delta_cap_q=delta_q,
+                        delta_cap_q=delta_q or 0,
                         delta_spent_q=0,
                         granted_by=granted_by,
                         created_at=now,

@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--to", required=True, dest="principal")
     g.add_argument("--epsilon", required=True)
     g.add_argument(
-        "--delta", default="0", help="delta cap, for releasing group keys that are not public"
+        "--delta",
+        help="delta cap, for releasing group keys that are not public "
+        "(default: 0 for a new grant, unchanged for a re-grant)",
     )
     ds = d.add_parser("describe", help="public metadata of a dataset")
     ds.add_argument("name")
@@ -146,12 +148,15 @@ def _print_estimate(estimate: Estimate, as_json: bool) -> None:
     )
     print(
         fmt.table(
-            ["release", "dataset", "epsilon", "mechanism"],
-            [[f"#{r.index}", r.dataset, str(r.epsilon), r.mechanism] for r in estimate.releases],
+            ["release", "dataset", "epsilon", "delta", "mechanism"],
+            [
+                [f"#{r.index}", r.dataset, str(r.epsilon), str(r.delta), r.mechanism]
+                for r in estimate.releases
+            ],
         )
     )
     for b in estimate.budgets:
-        print(f"remaining on {b.dataset}: epsilon={b.epsilon_remaining}")
+        print(f"remaining on {b.dataset}: epsilon={b.epsilon_remaining}, delta={b.delta_remaining}")
     print("fits your budget" if estimate.fits_budget else "does NOT fit your remaining budget")
 
 
@@ -176,6 +181,8 @@ def _describe(info: Any) -> str:
             if c.has_bounds
             else ", ".join(c.categories)
             if c.categories
+            else f"at most {c.max_keys:,} distinct values"
+            if c.max_keys
             else ""
         )
         rows.append([c.name, c.type + (" (nullable)" if c.nullable else ""), domain])

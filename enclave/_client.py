@@ -366,16 +366,19 @@ class Client:
         dataset: str,
         principal: str,
         epsilon: Decimal | float | str,
-        delta: Decimal | float | str = 0,
+        delta: Decimal | float | str | None = None,
     ) -> pb.Grant:
-        """Give a researcher access to your dataset with a total ε cap (and δ cap)."""
+        """Give a researcher access to your dataset with a total ε cap (and δ cap).
+
+        Without ``delta``, a new grant has no δ and a re-grant keeps its δ cap.
+        """
         grant: pb.Grant = self._call(
             self._catalog.GrantAccess,
             pb.GrantAccessRequest(
                 dataset=dataset,
                 principal=principal,
                 epsilon_cap=str(epsilon),
-                delta_cap=str(delta),
+                delta_cap="" if delta is None else str(delta),
             ),
         )
         return grant

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -105,6 +106,7 @@ def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
                 categories=list(c.categories or ()),
                 nullable=c.nullable,
                 description=c.description,
+                max_keys=c.max_keys or 0,
             )
         )
     unit = schema.privacy_unit
@@ -148,7 +150,10 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         caller = current_principal()
         if not request.dataset:
             raise InvalidArgument("dataset is required: the dataset the job runs against")
-        estimate = self._app.jobs.estimate(caller.name, request.dataset, request.script)
+        # The preview's worker stops when the call ends (deadline, client gone).
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        estimate = self._app.jobs.estimate(caller.name, request.dataset, request.script, ended)
         return pb.CostEstimate(
             total=_cost(estimate.epsilon, estimate.delta),
             releases=[
@@ -257,7 +262,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             request.dataset,
             request.principal,
             request.epsilon_cap,
-            delta_cap=request.delta_cap or 0,
+            delta_cap=request.delta_cap or None,
             granted_by=caller.name,
         )
         return pb.Grant(

@@ -205,8 +205,15 @@ def validate(query: Query, schema: Schema) -> None:
                 raise PlanError(f"{g!r} identifies people (the privacy unit); it cannot be binned")
             n_groups *= len(query.bins) + 1
             continue
+        if g == ident:
+            raise PlanError(f"{g!r} identifies people (the privacy unit); it cannot be grouped on")
         if spec.keys is None:
-            if spec.type not in ("string", "int") or g == ident:
+            if spec.type == "float":
+                raise PlanError(
+                    f"cannot group by {g!r}: its keys are not public (a float column has none); "
+                    f"for counts per range use histogram({g!r}, bins=[...])"
+                )
+            if spec.type not in ("string", "int"):
                 raise PlanError(
                     f"cannot group by {g!r}: its keys are not public, and only string and int "
                     "columns (other than the privacy unit) can have their keys released by "
@@ -294,7 +301,10 @@ def _max_groups(schema: Schema, group_by: tuple[str, ...]) -> int:
         spec = schema.column(g)
         assert spec is not None
         keys = spec.keys
-        total *= len(keys) if keys is not None else (spec.max_keys or schema.max_rows)
+        if keys is not None:
+            total *= len(keys) + (1 if spec.nullable else 0)  # null is a group too
+        else:
+            total *= spec.max_keys or schema.max_rows
     return min(total, schema.max_rows)
 
 
@@ -410,6 +420,12 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
         lf = lf.with_columns(
             pl.col(g).cut(list(query.bins), labels=labels, left_closed=True).cast(pl.String)
         )
+    if has_private_keys(query, schema):
+        # OpenDP thresholds on the first count of the plan: make it the researcher's
+        # count(), so the released count is the one that passed the threshold.
+        first = next(i for i, a in enumerate(query.aggs) if a.op == "count")
+        position = sum(len(PARTS.get(a.op, (a.op,))) for a in query.aggs[:first])
+        exprs.insert(0, exprs.pop(position))
     grouped = lf.group_by(list(query.group_by)).agg(exprs)
     if has_private_keys(query, schema):
         # OpenDP releases only the keys whose noisy count passes the threshold.
@@ -591,21 +607,23 @@ def _spread(
 ) -> dict[str, Any]:
     """Sample variance (or its square root) from noisy n, sum and sum of squares.
 
-    var = (Q - S²/n) / (n - 1), kept within [0, (hi - lo)² / 4], the largest
-    variance a variable clamped to [lo, hi] can have. The interval takes the
-    extremes of that formula over the box where n, S and Q each lie within their
-    own 1 - 5%/3 interval, so it covers with probability >= 95% (union bound).
+    var = (Q - S²/n) / (n - 1), kept within [0, W·n/(n - 1)] where W = (hi - lo)²/4
+    is the largest population variance of a variable clamped to [lo, hi] (the
+    sample variance can exceed it by n/(n - 1)). The interval takes the extremes
+    of the formula over the box where n, S and Q each lie within their own
+    1 - 5%/3 interval, so it covers with probability >= 95% (union bound).
     """
     n = float(row[f"{agg.alias}__len"])
     s = float(row[f"{agg.alias}__sum"])
     q = float(row[f"{agg.alias}__sq"])
     a_n, a_s, a_q = (priced.part_accuracy[f"{agg.alias}__{p}"] for p in ("len", "sum", "sq"))
-    largest = (float(bounds[1]) - float(bounds[0])) ** 2 / 4
+    widest = (float(bounds[1]) - float(bounds[0])) ** 2 / 4
 
-    def clamp(v: float) -> float:
-        return min(max(v, 0.0), largest)
+    def clamp(v: float, count: float) -> float:
+        # For n >= 2 rows, n/(n-1) <= 2; a smaller known count gives a tighter cap.
+        return min(max(v, 0.0), widest * (count / (count - 1) if count > 1 else 2.0))
 
-    value = clamp((q - s * s / n) / (n - 1)) if n > 1 else largest / 2
+    value = clamp((q - s * s / n) / (n - 1), n) if n > 1 else widest
     n_lo, n_hi = n - a_n, n + a_n
     if n_lo > 1:
         s_lo, s_hi = s - a_s, s + a_s
@@ -614,9 +632,10 @@ def _spread(
         num_lo, num_hi = q - a_q - s2_max / n_lo, q + a_q - s2_min / n_hi
         lo = num_lo / (n_hi - 1) if num_lo >= 0 else num_lo / (n_lo - 1)
         hi = num_hi / (n_lo - 1) if num_hi >= 0 else num_hi / (n_hi - 1)
-        lo, hi = clamp(lo), clamp(hi)
+        # The true count is >= n_lo inside the box, so n/(n-1) <= n_lo/(n_lo-1).
+        lo, hi = clamp(lo, n_lo), clamp(hi, n_lo)
     else:
-        lo, hi = 0.0, largest
+        lo, hi = 0.0, 2 * widest
     if agg.op == "std":
         value, lo, hi = math.sqrt(value), math.sqrt(lo), math.sqrt(hi)
     return {
@@ -662,7 +681,7 @@ def _evaluate(priced: PricedQuery) -> Any:
     # Private keys: the released ones, in key order. If there are more than a
     # release can carry, the largest noisy counts are kept (post-processing).
     counter = next(a.alias for a in query.aggs if a.op == "count")
-    keys = sorted(by_key, key=lambda k: -float(by_key[k][counter]))
+    keys = sorted(by_key, key=lambda k: (-float(by_key[k][counter]), _key_order(k)))
     keys = sorted(keys[: max(1, MAX_RELEASED_VALUES // len(query.aggs))], key=_key_order)
     table = []
     for key in keys:
@@ -715,7 +734,7 @@ def placeholder(priced: PricedQuery) -> Any:
             spec = schema.column(agg.column)  # type: ignore[arg-type]
             assert spec is not None
             lo, hi = _agg_bounds(agg, spec)
-            number = (lo + hi) / 2
+            number = (lo + hi) // 2 if agg.op == "sum" and spec.type != "float" else (lo + hi) / 2
             if agg.op == "variance":
                 number = (hi - lo) ** 2 / 12  # a uniform variable's variance
             elif agg.op == "std":

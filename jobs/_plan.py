@@ -288,7 +288,8 @@ def _bin_edges(raw: Any) -> tuple[float, ...] | None:
         or not all(is_finite_number(b) for b in raw)
     ):
         raise PlanError(f"bins must be 1 to {MAX_BIN_EDGES} finite numbers (the bin edges)")
-    edges = tuple(raw)
+    # Compared as the floats Polars will cut with: 2**53 and 2**53 + 1 are one edge.
+    edges = tuple(float(b) for b in raw)
     if any(a >= b for a, b in itertools.pairwise(edges)):
         raise PlanError("bin edges must be strictly increasing")
     return edges

@@ -37,7 +37,7 @@ from budget import (
 )
 
 from . import _compiler
-from ._errors import JobCancelled, JobError, ServiceStopping, UnknownDataset
+from ._errors import JobCancelled, JobError, ResourceLimit, ServiceStopping, UnknownDataset
 from ._plan import from_wire, to_wire
 from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
 from ._schema import DatasetHandle
@@ -121,6 +121,8 @@ class JobService:
         self._classify = classify
         self.limits = limits or Limits()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="enclave-job")
+        # Cost previews run a worker too, on the caller's RPC thread: bound them.
+        self._previews = threading.BoundedSemaphore(max_concurrent)
         self._cancels: dict[str, threading.Event] = {}
         self._changed = threading.Condition()
         self._version = 0
@@ -303,7 +305,13 @@ class JobService:
 
     # --- cost preview ---------------------------------------------------------------
 
-    def estimate(self, principal: str, dataset: str, script: str) -> CostEstimate:
+    def estimate(
+        self,
+        principal: str,
+        dataset: str,
+        script: str,
+        cancel: threading.Event | None = None,
+    ) -> CostEstimate:
         """Run ``script`` against a cost-only host and price every release.
 
         Each release is priced exactly as a submission would price it; none is
@@ -315,8 +323,20 @@ class JobService:
             The errors a submission would meet (script, plan, dataset, epsilon),
             synchronously.
         """
+        if not self._accepting:
+            raise ServiceStopping("the server is shutting down; retry later")
         compile_script(script)
         self._granted(principal, dataset)
+        if not self._previews.acquire(timeout=5):
+            raise ResourceLimit("too many cost previews are running; retry in a few seconds")
+        try:
+            return self._estimate(principal, dataset, script, cancel)
+        finally:
+            self._previews.release()
+
+    def _estimate(
+        self, principal: str, dataset: str, script: str, cancel: threading.Event | None
+    ) -> CostEstimate:
         releases: list[ReleaseEstimate] = []
 
         def on_release(request: ReleaseRequest) -> Any:
@@ -333,7 +353,7 @@ class JobService:
             )
             return _compiler.placeholder(priced)
 
-        run_worker(script, dataset, self.limits, on_release)
+        run_worker(script, dataset, self.limits, on_release, cancel)
         spent: dict[str, tuple[Decimal, Decimal]] = {}
         for r in releases:
             eps, delta = spent.get(r.dataset, (Decimal(0), Decimal(0)))

@@ -181,7 +181,7 @@ class CostEstimate(_message.Message):
     def __init__(self, total: _Optional[_Union[Cost, _Mapping]] = ..., releases: _Optional[_Iterable[_Union[ReleaseEstimate, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., fits_budget: _Optional[bool] = ...) -> None: ...
 
 class Column(_message.Message):
-    __slots__ = ("name", "type", "has_bounds", "lower", "upper", "categories", "nullable", "description")
+    __slots__ = ("name", "type", "has_bounds", "lower", "upper", "categories", "nullable", "description", "max_keys")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     HAS_BOUNDS_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +190,7 @@ class Column(_message.Message):
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     NULLABLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYS_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     has_bounds: bool
@@ -198,7 +199,8 @@ class Column(_message.Message):
     categories: _containers.RepeatedScalarFieldContainer[str]
     nullable: bool
     description: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    max_keys: int
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ..., description: _Optional[str] = ..., max_keys: _Optional[int] = ...) -> None: ...
 
 class PrivacyUnit(_message.Message):
     __slots__ = ("identifier", "max_rows_per_person")

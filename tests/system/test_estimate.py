@@ -115,3 +115,32 @@ def test_dry_run_from_the_cli(server, tmp_path) -> None:
     assert out["fits_budget"] is True
     with Client(server.address, token) as client:
         assert client.list_jobs() == []
+
+
+def worker_count() -> int:
+    import os
+
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    count += b"jobs._sandbox._worker" in fh.read()
+            except OSError:
+                pass
+    return count
+
+
+def test_a_preview_stops_when_its_call_ends(server) -> None:
+    import time
+
+    token = server.researcher("1")
+    before = worker_count()
+    with Client(server.address, token, timeout=1.0) as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.estimate("while True:\n    pass", "stays")
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 1.5  # well before the 3 s CPU limit would end it
+    while worker_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker_count() <= before

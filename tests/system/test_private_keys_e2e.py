@@ -78,3 +78,11 @@ def test_forgetting_delta_is_a_clear_error(server, cities) -> None:
         client.run(script, cities)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "delta" in err.value.message
+
+
+def test_a_regrant_without_delta_keeps_the_delta_cap(server, cities) -> None:
+    researcher(server, "city_regrant", "1e-6")
+    with Client(server.address, server.provider_token) as provider:
+        grant = provider.grant("cities", "city_regrant", 5)
+    assert grant.delta_cap == "0.000001"
+    assert grant.epsilon_cap == "5"

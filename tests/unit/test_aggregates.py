@@ -173,3 +173,28 @@ def test_narrow_int_columns_group_on_every_value_of_their_bounds(handle: Dataset
     query = Query("t", (), ("n",), (Agg("count", None, None, "count"),), "table")
     rows = evaluate(price(query, handle, Decimal(1)))
     assert [r["n"] for r in rows] == list(range(1, 15))
+
+
+def test_sample_variance_at_the_bounds_is_covered(tmp_path) -> None:
+    # Half the rows at each bound: the sample variance exceeds (hi - lo)^2 / 4.
+    schema = Schema.from_dict({"columns": {"x": {"type": "float", "bounds": [0, 1]}}})
+    path = tmp_path / "edges.parquet"
+    pl.DataFrame({"x": [0.0] * 5 + [1.0] * 5}).write_parquet(path)
+    truth_var = statistics.variance([0.0] * 5 + [1.0] * 5)
+    assert truth_var > 0.25
+    priced = price(
+        record(Agg("variance", "x", None, "v")), DatasetHandle("t", schema, path), Decimal(1000)
+    )
+    covered = 0
+    for _ in range(200):
+        lo, hi = evaluate(priced)["v"]["ci95"]
+        covered += lo <= truth_var <= hi
+    assert covered >= 190
+
+
+def test_bin_edges_equal_as_floats_are_refused_before_any_charge() -> None:
+    query = to_wire(
+        Query("t", (), ("n",), (Agg("count", None, None, "count"),), "table", bins=(1, 2))
+    )
+    with pytest.raises(PlanError, match="increasing"):
+        from_wire(query | {"bins": [2**53, 2**53 + 1]})

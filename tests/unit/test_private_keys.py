@@ -97,9 +97,9 @@ def test_grouping_on_a_float_or_the_identifier_is_refused(tmp_path: Path) -> Non
         }
     )
     handle = DatasetHandle("t", schema, tmp_path / "none.parquet")
-    for column in ("id", "f"):
+    for column, message in (("id", "identifies people"), ("f", "histogram")):
         query = Query("t", (), (column,), (COUNT,), "table")
-        with pytest.raises(PlanError, match="thresholding"):
+        with pytest.raises(PlanError, match=message):
             price(query, handle, Decimal(1), Decimal("1e-7"))
 
 
@@ -128,3 +128,26 @@ def test_max_keys_is_checked_at_registration_and_tightens_float_sums(tmp_path: P
         for k in (None, 100)
     ]
     assert scales[1] < scales[0]
+
+
+def test_a_nullable_public_key_counts_null_as_a_group() -> None:
+    from jobs._compiler import _max_groups
+
+    schema = Schema.from_dict(
+        {
+            "columns": {
+                "kind": {"type": "category", "categories": ["a", "b", "c"], "nullable": True},
+                "town": {"type": "string", "max_keys": 100},
+            }
+        }
+    )
+    assert _max_groups(schema, ("kind", "town")) == 4 * 100
+
+
+def test_the_threshold_applies_to_the_released_count(handle: DatasetHandle) -> None:
+    # count() after a mean: the mean's hidden count must not be the one thresholded.
+    query = by_city(Agg("mean", "nights", None, "m"), COUNT)
+    priced = price(query, handle, Decimal("0.5"), Decimal("1e-6"))
+    for _ in range(50):
+        for row in evaluate(priced):
+            assert row["n"]["value"] >= row["n"]["threshold"]
