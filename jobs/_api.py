@@ -27,10 +27,14 @@ from typing import Any
 
 from ._errors import PlanError, ResultRejected
 from ._plan import (
+    CAST_TYPES,
     Agg,
     BinOp,
+    Cast,
+    Clip,
     Col,
     Expr,
+    FillNull,
     IsIn,
     Lit,
     Query,
@@ -168,6 +172,22 @@ class ColumnExpr(_Frozen):
         """True where the value is present."""
         return ColumnExpr(UnaryOp("is_not_null", self._node))
 
+    def clip(self, lo: Any, hi: Any) -> ColumnExpr:
+        """Values clamped to [lo, hi]; the result's bounds are [lo, hi]."""
+        if not (is_finite_number(lo) and is_finite_number(hi)) or lo > hi:
+            raise PlanError("clip(lo, hi) takes two finite numbers with lo <= hi")
+        return ColumnExpr(Clip(self._node, lo, hi))
+
+    def fill_null(self, value: Any) -> ColumnExpr:
+        """Nulls replaced by ``value`` (a constant)."""
+        return ColumnExpr(FillNull(self._node, check_literal(value)))
+
+    def cast(self, to: str) -> ColumnExpr:
+        """``"int"`` (truncating toward zero) or ``"float"``."""
+        if to not in CAST_TYPES:
+            raise PlanError(f"cast(...) takes one of {', '.join(CAST_TYPES)}, got {to!r}")
+        return ColumnExpr(Cast(self._node, to))
+
     def is_in(self, values: Iterable[Any]) -> ColumnExpr:
         """True where the value is one of ``values`` (constants)."""
         if isinstance(values, str):
@@ -187,6 +207,12 @@ def _describe(e: Expr) -> str:
         return f"{e.op}({_describe(e.arg)})"
     if isinstance(e, IsIn):
         return f"{_describe(e.arg)}.is_in({list(e.values)!r})"
+    if isinstance(e, Clip):
+        return f"{_describe(e.arg)}.clip({e.lo!r}, {e.hi!r})"
+    if isinstance(e, FillNull):
+        return f"{_describe(e.arg)}.fill_null({e.value!r})"
+    if isinstance(e, Cast):
+        return f"{_describe(e.arg)}.cast({e.to!r})"
     return f"({_describe(e.left)} {e.op} {_describe(e.right)})"
 
 
@@ -320,18 +346,40 @@ class _Releasable(_Frozen):
 class Frame(_Releasable):
     """The rows of a dataset, possibly filtered. Holds no data, only the description."""
 
-    __slots__ = ("_dataset", "_filters")
+    __slots__ = ("_dataset", "_derived", "_filters")
     _dataset: str
     _filters: tuple[Expr, ...]
+    _derived: tuple[tuple[str, Expr], ...]
 
-    def __init__(self, dataset: str, filters: tuple[Expr, ...] = ()) -> None:
-        _init(self, _dataset=dataset, _filters=filters)
+    def __init__(
+        self,
+        dataset: str,
+        filters: tuple[Expr, ...] = (),
+        derived: tuple[tuple[str, Expr], ...] = (),
+    ) -> None:
+        _init(self, _dataset=dataset, _filters=filters, _derived=derived)
 
     def filter(self, condition: ColumnExpr) -> Frame:
         """Keep rows where ``condition`` holds, e.g. ``col("age") >= 18``."""
         if not isinstance(condition, ColumnExpr):
             raise PlanError("filter(...) takes a condition such as col('age') >= 18")
-        return Frame(self._dataset, (*self._filters, condition._node))
+        return Frame(self._dataset, (*self._filters, condition._node), self._derived)
+
+    def with_columns(self, **columns: Any) -> Frame:
+        """Add derived columns, row by row: ``with_columns(total=col("a") + col("b"))``.
+
+        Names must be new. Bounds follow by interval arithmetic from the public
+        bounds (``clip`` sets them); a column whose bounds cannot be derived (a
+        division by a range containing 0) needs ``bounds=`` when aggregated.
+        """
+        if not columns:
+            raise PlanError("with_columns(name=expression, ...) needs at least one column")
+        added = []
+        for name, value in columns.items():
+            if not isinstance(value, ColumnExpr):
+                value = ColumnExpr(_as_expr(value))
+            added.append((name, value._node))
+        return Frame(self._dataset, self._filters, (*self._derived, *added))
 
     def group_by(self, *columns: Any) -> GroupedFrame:
         """Group on columns with public keys (category or bool columns)."""
@@ -358,13 +406,28 @@ class Frame(_Releasable):
                 if not is_finite_number(e):
                     raise PlanError("bin edges must be finite numbers")
         return ReleasablePlan(
-            Query(self._dataset, self._filters, (name,), (count()._agg,), "table", bins=edges)
+            Query(
+                self._dataset,
+                self._filters,
+                (name,),
+                (count()._agg,),
+                "table",
+                bins=edges,
+                derived=self._derived,
+            )
         )
 
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
         shape: Shape = "scalar" if scalar else "record"
         return ReleasablePlan(
-            Query(self._dataset, self._filters, (), tuple(a._agg for a in aggs), shape)
+            Query(
+                self._dataset,
+                self._filters,
+                (),
+                tuple(a._agg for a in aggs),
+                shape,
+                derived=self._derived,
+            )
         )
 
     def __repr__(self) -> str:
@@ -385,7 +448,14 @@ class GroupedFrame(_Releasable):
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
         f = self._frame
         return ReleasablePlan(
-            Query(f._dataset, f._filters, self._by, tuple(a._agg for a in aggs), "table")
+            Query(
+                f._dataset,
+                f._filters,
+                self._by,
+                tuple(a._agg for a in aggs),
+                "table",
+                derived=f._derived,
+            )
         )
 
     def __repr__(self) -> str:

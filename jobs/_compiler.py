@@ -48,7 +48,7 @@ import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 
 from ._errors import EvaluationFailed, PlanError
-from ._plan import Agg, BinOp, Col, Expr, IsIn, Lit, Query, UnaryOp
+from ._plan import Agg, BinOp, Cast, Clip, Col, Expr, FillNull, IsIn, Lit, Query, UnaryOp
 from ._schema import ColumnSpec, DatasetHandle, Schema
 
 # "contrib" holds the Polars integration. The feature that would let a plan run
@@ -144,6 +144,17 @@ def _expr_kind(e: Expr, schema: Schema, dataset: str) -> str:
         if kinds - {inner}:
             raise PlanError(f"is_in on a {inner} expression needs {inner} values")
         return "boolean"
+    if isinstance(e, (Clip, Cast)):
+        inner = _expr_kind(e.arg, schema, dataset)
+        if inner not in ("number", "boolean") or (isinstance(e, Clip) and inner != "number"):
+            what = "clip" if isinstance(e, Clip) else "cast"
+            raise PlanError(f"{what}(...) applies to numbers, not to {inner}")
+        return "number"
+    if isinstance(e, FillNull):
+        inner = _expr_kind(e.arg, schema, dataset)
+        if _kind_of_literal(e.value) != inner:
+            raise PlanError(f"fill_null on a {inner} expression needs a {inner} value")
+        return inner
     assert isinstance(e, BinOp)
     left, right = _expr_kind(e.left, schema, dataset), _expr_kind(e.right, schema, dataset)
     if "null" in (left, right):
@@ -165,7 +176,15 @@ def _expr_kind(e: Expr, schema: Schema, dataset: str) -> str:
 
 def _agg_bounds(agg: Agg, spec: ColumnSpec) -> tuple[float, float]:
     public = spec.numeric_bounds
-    assert public is not None
+    if public is None:
+        # A derived column whose bounds could not be derived: the clamp is the
+        # researcher's, and any clamp is sound (values are clipped to it).
+        if agg.bounds is None:
+            raise PlanError(
+                f"{agg.op}({spec.name!r}): the derived column has no known bounds; pass "
+                f"bounds=(lo, hi) or clip it in with_columns"
+            )
+        public = agg.bounds
     if agg.bounds is None:
         return public
     lo, hi = agg.bounds
@@ -181,6 +200,121 @@ def _agg_bounds(agg: Agg, spec: ColumnSpec) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
+_MAX_DERIVED = 2.0**53  # beyond this, float arithmetic is no longer exact on integers
+
+
+@dataclass(frozen=True)
+class _Shape:
+    type: str  # int, float, bool, text, null
+    bounds: tuple[float, float] | None
+    nullable: bool
+
+
+def _shape_of(e: Expr, schema: Schema) -> _Shape:
+    """Type, bounds (interval arithmetic over public bounds) and nullability."""
+    if isinstance(e, Col):
+        spec = schema.column(e.name)
+        assert spec is not None
+        kind = "text" if spec.type in ("category", "string") else spec.type
+        return _Shape(kind, spec.numeric_bounds, spec.nullable)
+    if isinstance(e, Lit):
+        v = e.value
+        if v is None:
+            return _Shape("null", None, True)
+        if isinstance(v, bool):
+            return _Shape("bool", (int(v), int(v)), False)
+        if isinstance(v, (int, float)):
+            return _Shape("int" if isinstance(v, int) else "float", (v, v), False)
+        return _Shape("text", None, False)
+    if isinstance(e, (IsIn, UnaryOp)) and not (isinstance(e, UnaryOp) and e.op == "neg"):
+        nullable = _shape_of(e.arg, schema).nullable and not (
+            isinstance(e, UnaryOp) and e.op in ("is_null", "is_not_null")
+        )
+        return _Shape("bool", (0, 1), nullable)
+    if isinstance(e, UnaryOp):  # neg
+        a = _shape_of(e.arg, schema)
+        return _Shape(
+            a.type, None if a.bounds is None else (-a.bounds[1], -a.bounds[0]), a.nullable
+        )
+    if isinstance(e, Clip):
+        a = _shape_of(e.arg, schema)
+        lo, hi = e.lo, e.hi
+        if a.bounds is not None:
+            lo, hi = min(max(a.bounds[0], e.lo), e.hi), max(min(a.bounds[1], e.hi), e.lo)
+        is_int = a.type == "int" and float(e.lo).is_integer() and float(e.hi).is_integer()
+        return _Shape("int" if is_int else "float", (lo, hi), a.nullable)
+    if isinstance(e, FillNull):
+        a = _shape_of(e.arg, schema)
+        filled = a.bounds
+        if filled is not None and isinstance(e.value, (int, float)):
+            filled = (min(filled[0], e.value), max(filled[1], e.value))
+        return _Shape(a.type, filled, False)
+    if isinstance(e, Cast):
+        a = _shape_of(e.arg, schema)
+        if a.bounds is None:
+            return _Shape(e.to, None, a.nullable)
+        lo, hi = a.bounds
+        if e.to == "int":  # truncation toward zero is monotone
+            return _Shape("int", (int(lo), int(hi)), a.nullable)
+        return _Shape("float", (float(lo), float(hi)), a.nullable)
+    assert isinstance(e, BinOp)
+    left, right = _shape_of(e.left, schema), _shape_of(e.right, schema)
+    nullable = left.nullable or right.nullable
+    if e.op not in ("add", "sub", "mul", "truediv"):
+        return _Shape("bool", (0, 1), nullable)
+    kind = "int" if left.type == right.type == "int" and e.op != "truediv" else "float"
+    if left.bounds is None or right.bounds is None:
+        return _Shape(kind, None, nullable)
+    (p, q), (r, s) = left.bounds, right.bounds
+    result: tuple[float, float] | None
+    if e.op == "add":
+        result = (p + r, q + s)
+    elif e.op == "sub":
+        result = (p - s, q - r)
+    elif e.op == "mul":
+        corners = [p * r, p * s, q * r, q * s]
+        result = (min(corners), max(corners))
+    elif r > 0 or s < 0:  # the divisor's range excludes 0
+        corners = [p / r, p / s, q / r, q / s]
+        result = (min(corners), max(corners))
+    else:
+        result = None
+    return _Shape(kind, result, nullable)
+
+
+def with_derived(query: Query, schema: Schema) -> Schema:
+    """The schema a query's filters and aggregates see.
+
+    The dataset's columns plus its derived columns, each with derived type,
+    bounds and nullability.
+    """
+    columns = list(schema.columns)
+    view = schema
+    for name, expr in query.derived:
+        if not name.isidentifier() or "__" in name:
+            raise PlanError(f"derived column name {name!r} must be an identifier without '__'")
+        if view.column(name) is not None:
+            raise PlanError(
+                f"with_columns: {name!r} already exists; derived columns take new names"
+            )
+        _expr_kind(expr, view, query.dataset)  # names and types check
+        shape = _shape_of(expr, view)
+        if shape.type not in ("int", "float", "bool"):
+            raise PlanError(f"with_columns({name}=...): derived columns are numbers or booleans")
+        if shape.bounds is not None and max(map(abs, shape.bounds)) > _MAX_DERIVED:
+            raise PlanError(f"with_columns({name}=...): derived bounds {shape.bounds} are too wide")
+        bounds = None
+        if shape.type in ("int", "float") and shape.bounds is not None:
+            lo, hi = shape.bounds
+            bounds = (lo, hi) if lo < hi else (lo, lo + 1)  # a constant column
+            if shape.type == "int":
+                bounds = (int(bounds[0]), int(bounds[1]))
+        spec = ColumnSpec(name, shape.type, bounds, None, shape.nullable)  # type: ignore[arg-type]
+        columns.append(spec)
+        view = Schema(tuple(columns), schema.privacy_unit, schema.max_rows, schema.description)
+    return view
+
+
 def validate(query: Query, schema: Schema) -> None:
     """Check a query against the public schema.
 
@@ -189,6 +323,11 @@ def validate(query: Query, schema: Schema) -> None:
     """
     ds = query.dataset
     ident = schema.privacy_unit.identifier
+    base = {c.name for c in schema.columns}
+    schema = with_derived(query, schema)
+    for g in query.group_by:
+        if g not in base and schema.column(g) is not None:
+            raise PlanError(f"cannot group by {g!r}: grouping on derived columns is not supported")
     for f in query.filters:
         if _expr_kind(f, schema, ds) != "boolean":
             raise PlanError("filter(...) needs a condition, e.g. col('age') >= 18")
@@ -252,9 +391,8 @@ def validate(query: Query, schema: Schema) -> None:
             raise PlanError(f"{a.op}({a.column!r}): column is {spec.type}, not numeric")
         if spec.nullable:
             raise PlanError(
-                f"{a.op}({a.column!r}): the column may hold nulls, and filling them is not "
-                "supported yet; filter with col(...).is_not_null() does not remove the "
-                "possibility, so this column cannot be aggregated"
+                f"{a.op}({a.column!r}): the column may hold nulls; fill them first, e.g. "
+                f"with_columns({a.column}_filled=col({a.column!r}).fill_null(0))"
             )
         _agg_bounds(a, spec)
 
@@ -322,6 +460,12 @@ def _to_polars(e: Expr) -> pl.Expr:
             "is_null": inner.is_null,
             "is_not_null": inner.is_not_null,
         }[e.op]()
+    if isinstance(e, Clip):
+        return _to_polars(e.arg).clip(e.lo, e.hi)
+    if isinstance(e, FillNull):
+        return _to_polars(e.arg).fill_null(pl.lit(e.value))
+    if isinstance(e, Cast):
+        return _to_polars(e.arg).cast(pl.Int64 if e.to == "int" else pl.Float64)
     if isinstance(e, IsIn):
         # OpenDP 0.16 does not support Polars' is_in; an OR of equalities is the same
         # row set. None in the list matches nulls, as a researcher listing it means.
@@ -386,6 +530,9 @@ def _square_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
 
 def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
     lf = pl.LazyFrame(schema={c.name: _POLARS_TYPES[c.type] for c in schema.columns})
+    view = with_derived(query, schema)
+    if query.derived:
+        lf = lf.with_columns(*(_to_polars(e).alias(name) for name, e in query.derived))
     for f in query.filters:
         lf = lf.filter(_to_polars(f))
     exprs: list[pl.Expr] = []
@@ -393,7 +540,7 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
         if a.op == "count":
             exprs.append(dp.len(signed=False).alias(a.alias))
             continue
-        spec = schema.column(a.column)  # type: ignore[arg-type]
+        spec = view.column(a.column)  # type: ignore[arg-type]
         assert spec is not None
         bounds = _agg_bounds(a, spec)
         column = pl.col(spec.name)
@@ -671,7 +818,8 @@ def _evaluate(priced: PricedQuery) -> Any:
     query, schema = priced.query, priced.dataset.schema
     rows = priced.measurement(pl.scan_parquet(priced.dataset.path)).collect().to_dicts()
     by_key = {tuple(r[g] for g in query.group_by): r for r in rows}
-    specs = {a.alias: schema.column(a.column) if a.column else None for a in query.aggs}
+    view = with_derived(query, schema)
+    specs = {a.alias: view.column(a.column) if a.column else None for a in query.aggs}
 
     def value(key: tuple[Any, ...], agg: Agg) -> dict[str, Any]:
         return _released(agg, by_key[key], priced, specs[agg.alias])
@@ -731,7 +879,7 @@ def placeholder(priced: PricedQuery) -> Any:
             number: float = 1
             distribution, scale, _half = priced.accuracy[agg.alias]
         else:
-            spec = schema.column(agg.column)  # type: ignore[arg-type]
+            spec = with_derived(query, schema).column(agg.column)  # type: ignore[arg-type]
             assert spec is not None
             lo, hi = _agg_bounds(agg, spec)
             number = (lo + hi) // 2 if agg.op == "sum" and spec.type != "float" else (lo + hi) / 2

@@ -75,7 +75,33 @@ class IsIn:
     values: tuple[Literal_, ...]
 
 
-Expr = Col | Lit | BinOp | UnaryOp | IsIn
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """Values clamped to [lo, hi]."""
+
+    arg: Expr
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True, slots=True)
+class FillNull:
+    """Nulls replaced by a constant."""
+
+    arg: Expr
+    value: Literal_
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """Conversion between numeric types ("int" truncates toward zero)."""
+
+    arg: Expr
+    to: str
+
+
+Expr = Col | Lit | BinOp | UnaryOp | IsIn | Clip | FillNull | Cast
+CAST_TYPES = ("int", "float")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +134,9 @@ class Query:
     #: Public bin edges: the single group_by column is then a numeric column cut
     #: into ``len(bins) + 1`` intervals (a histogram).
     bins: tuple[float, ...] | None = None
+    #: Derived columns ``(name, expression)``, computed row by row before filters.
+    #: Their names are new, so the order of with_columns and filter is immaterial.
+    derived: tuple[tuple[str, Expr], ...] = ()
 
 
 # --- wire form ------------------------------------------------------------------------
@@ -123,6 +152,12 @@ def expr_to_wire(e: Expr) -> dict[str, Any]:
         return {"op": e.op, "args": [expr_to_wire(e.left), expr_to_wire(e.right)]}
     if isinstance(e, UnaryOp):
         return {"op": e.op, "args": [expr_to_wire(e.arg)]}
+    if isinstance(e, Clip):
+        return {"op": "clip", "args": [expr_to_wire(e.arg)], "lo": e.lo, "hi": e.hi}
+    if isinstance(e, FillNull):
+        return {"op": "fill_null", "args": [expr_to_wire(e.arg)], "value": e.value}
+    if isinstance(e, Cast):
+        return {"op": "cast", "args": [expr_to_wire(e.arg)], "to": e.to}
     return {"op": "is_in", "args": [expr_to_wire(e.arg)], "values": list(e.values)}
 
 
@@ -143,6 +178,7 @@ def to_wire(q: Query) -> dict[str, Any]:
         ],
         "shape": q.shape,
         "bins": None if q.bins is None else list(q.bins),
+        "derived": [[name, expr_to_wire(e)] for name, e in q.derived],
     }
 
 
@@ -212,6 +248,17 @@ def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> E
         return IsIn(
             expr_from_wire(args[0], budget, depth + 1), tuple(check_literal(v) for v in values)
         )
+    if len(args) == 1 and op in ("clip", "fill_null", "cast"):
+        arg = expr_from_wire(args[0], budget, depth + 1)
+        if op == "clip" and set(raw) == {"op", "args", "lo", "hi"}:
+            lo, hi = raw["lo"], raw["hi"]
+            if not (is_finite_number(lo) and is_finite_number(hi)) or lo > hi:
+                raise PlanError("clip(lo, hi) takes two finite numbers with lo <= hi")
+            return Clip(arg, lo, hi)
+        if op == "fill_null" and set(raw) == {"op", "args", "value"}:
+            return FillNull(arg, check_literal(raw["value"]))
+        if op == "cast" and set(raw) == {"op", "args", "to"} and raw["to"] in CAST_TYPES:
+            return Cast(arg, raw["to"])
     raise PlanError(f"unknown expression operator {op!r}")
 
 
@@ -243,7 +290,7 @@ def _bounds(raw: Any) -> tuple[float, float] | None:
 def from_wire(raw: Any) -> Query:
     """Rebuild a query from untrusted JSON; structural checks only (no schema)."""
     required = {"dataset", "filters", "group_by", "aggs", "shape"}
-    if not isinstance(raw, dict) or not required <= set(raw) <= required | {"bins"}:
+    if not isinstance(raw, dict) or not required <= set(raw) <= required | {"bins", "derived"}:
         raise PlanError("malformed plan")
     budget = _Budget()
     filters_raw, group_raw, aggs_raw = raw["filters"], raw["group_by"], raw["aggs"]
@@ -274,9 +321,21 @@ def from_wire(raw: Any) -> Query:
         aggs=tuple(aggs),
         shape=raw["shape"],
         bins=_bin_edges(raw.get("bins")),
+        derived=_derived(raw.get("derived", []), budget),
     )
     check_structure(q)
     return q
+
+
+def _derived(raw: Any, budget: _Budget) -> tuple[tuple[str, Expr], ...]:
+    if not isinstance(raw, list) or len(raw) > 100:
+        raise PlanError("malformed plan: derived columns")
+    out = []
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 2:
+            raise PlanError("malformed plan: derived column")
+        out.append((_name(item[0], "derived column name"), expr_from_wire(item[1], budget)))
+    return tuple(out)
 
 
 def _bin_edges(raw: Any) -> tuple[float, ...] | None:

@@ -27,6 +27,10 @@ SCRIPTS = {
     "variance": 'result["x"] = release(dataset().agg(variance("spend"), std("age")), epsilon=0.3)',
     "histogram": 'result["x"] = release(dataset().histogram("nights", bins=[2, 5, 9]), epsilon=0.2)',
     "category histogram": 'result["x"] = release(dataset().histogram("region"), epsilon=0.2)',
+    "derived": (
+        'd = dataset().with_columns(per=col("spend") / col("nights"), long=col("nights") >= 7)\n'
+        'result["x"] = release(d.filter(col("long")).agg(mean("per"), count()), epsilon=0.3)'
+    ),
     "several": (
         "a = release(dataset().count(), epsilon=0.1)\n"
         'b = release(dataset().filter(col("region").is_in(["north"])).count(), epsilon=1/3)\n'

@@ -159,6 +159,7 @@ def test_normal_script_releases_post_processes_prints_and_returns_json() -> None
         "aggs": [{"op": "count", "column": None, "bounds": None, "alias": "count"}],
         "shape": "scalar",
         "bins": None,
+        "derived": [],
     }
     assert host.requests[1].plan["shape"] == "record"
     assert host.requests[1].plan["aggs"][1]["bounds"] == [1, 14]

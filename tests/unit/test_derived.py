@@ -1,0 +1,156 @@
+"""Derived columns: bounds by interval arithmetic, nulls filled explicitly, and the
+released values match the truth computed by Polars (at a large epsilon)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from jobs import DatasetHandle, PlanError, Schema
+from jobs._compiler import evaluate, price, with_derived
+from jobs._plan import Agg, BinOp, Cast, Clip, Col, FillNull, Lit, Query, from_wire, to_wire
+
+SCHEMA = Schema.from_dict(
+    {
+        "columns": {
+            "a": {"type": "int", "bounds": [0, 10]},
+            "f": {"type": "float", "bounds": [-1, 1]},
+            "n": {"type": "float", "bounds": [0, 5], "nullable": True},
+            "g": {"type": "category", "categories": ["x", "y"]},
+        }
+    }
+)
+FRAME = pl.DataFrame(
+    {
+        "a": [1, 2, 3, 4] * 50,
+        "f": [0.5, -0.5, 0.25, 0.0] * 50,
+        "n": [1.0, None, 2.0, None] * 50,
+        "g": ["x", "y", "x", "x"] * 50,
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def handle(tmp_path_factory: pytest.TempPathFactory) -> DatasetHandle:
+    path = tmp_path_factory.mktemp("derived") / "d.parquet"
+    FRAME.write_parquet(path)
+    return DatasetHandle("t", SCHEMA, path)
+
+
+def derived(expr: object, *aggs: Agg, filters: tuple = ()) -> Query:
+    return Query(
+        "t", filters, (), aggs or (Agg("sum", "d", None, "s"),), "record", derived=(("d", expr),)
+    )
+
+
+@pytest.mark.parametrize(
+    ("expr", "type_", "bounds", "nullable"),
+    [
+        (BinOp("add", Col("a"), Col("a")), "int", (0, 20), False),
+        (BinOp("sub", Col("a"), Col("f")), "float", (-1, 11), False),
+        (BinOp("mul", Col("f"), Lit(-3)), "float", (-3, 3), False),
+        (BinOp("truediv", Col("a"), Lit(2)), "float", (0, 5), False),
+        (BinOp("truediv", Col("a"), Col("f")), "float", None, False),
+        (Clip(Col("f"), 0, 0.5), "float", (0, 0.5), False),
+        (Clip(Col("a"), 2, 3), "int", (2, 3), False),
+        (FillNull(Col("n"), 9.0), "float", (0, 9), False),
+        (BinOp("mul", Col("n"), Lit(2.0)), "float", (0, 10), True),
+        (Cast(Col("f"), "int"), "int", (-1, 1), False),
+        (BinOp("ge", Col("a"), Lit(3)), "bool", None, False),
+    ],
+)
+def test_derived_types_and_bounds(expr, type_, bounds, nullable) -> None:
+    spec = with_derived(derived(expr), SCHEMA).column("d")
+    assert spec is not None
+    assert spec.type == type_
+    assert spec.bounds == bounds
+    assert spec.nullable == nullable
+
+
+def test_released_values_match_polars(handle: DatasetHandle) -> None:
+    query = Query(
+        "t",
+        (Col("big"),),
+        (),
+        (
+            Agg("sum", "twice", None, "s"),
+            Agg("sum", "filled", None, "t"),
+            Agg("count", None, None, "c"),
+        ),
+        "record",
+        derived=(
+            ("twice", BinOp("mul", Col("a"), Lit(2))),
+            ("filled", FillNull(Col("n"), 0.0)),
+            ("big", BinOp("ge", Col("a"), Lit(3))),
+        ),
+    )
+    out = evaluate(price(query, handle, Decimal(10_000)))
+    big = FRAME.filter(pl.col("a") >= 3)
+    assert out["s"]["value"] == pytest.approx(int((big["a"] * 2).sum()), abs=5)
+    assert out["t"]["value"] == pytest.approx(float(big["n"].fill_null(0).sum()), abs=5)
+    assert out["c"]["value"] == pytest.approx(big.height, abs=5)
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        (derived(BinOp("mul", Col("n"), Lit(2.0))), "fill them first"),
+        (derived(BinOp("truediv", Col("a"), Col("f"))), "no known bounds"),
+        (
+            Query(
+                "t", (), (), (Agg("count", None, None, "c"),), "record", derived=(("a", Lit(1)),)
+            ),
+            "already exists",
+        ),
+        (
+            Query(
+                "t", (), ("d",), (Agg("count", None, None, "c"),), "table", derived=(("d", Lit(1)),)
+            ),
+            "derived columns",
+        ),
+        (derived(FillNull(Col("n"), "zero")), "fill_null"),
+        (derived(Clip(Col("g"), 0, 1)), "clip"),
+        (derived(BinOp("mul", Col("a"), Lit(10**17))), "too wide"),
+    ],
+)
+def test_invalid_derived_columns_are_plan_errors(query: Query, fragment: str, handle) -> None:
+    with pytest.raises(PlanError, match=fragment):
+        price(query, handle, Decimal(1))
+
+
+def test_a_researcher_clamp_makes_an_unbounded_column_summable(handle: DatasetHandle) -> None:
+    query = derived(BinOp("truediv", Col("a"), Col("f")), Agg("sum", "d", (-10, 10), "s"))
+    priced = price(query, handle, Decimal(1))
+    # scale = 10 / epsilon, plus OpenDP's allowance for float rounding
+    assert 10.0 <= priced.accuracy["s"][1] < 11.0
+    evaluate(priced)
+
+
+def test_derived_columns_survive_the_wire() -> None:
+    query = derived(Cast(Clip(FillNull(Col("n"), 1.0), 0, 2), "int"))
+    assert from_wire(to_wire(query)) == query
+
+
+def test_the_job_api_with_columns(tmp_path: Path) -> None:
+    from jobs._api import make_namespace
+
+    seen = []
+
+    def host(q: Query, _epsilon: object, _delta: object = None) -> object:
+        seen.append(q)
+        return {"value": 1, "ci95": [1, 1]}
+
+    ns = make_namespace(host, "t")
+    col = ns["col"]
+    frame = ns["dataset"]().with_columns(
+        per=(col("a") / 2).clip(0, 3), filled=col("n").fill_null(0), whole=col("f").cast("int")
+    )
+    ns["release"](frame.filter(col("per") > 1).sum("per"), epsilon=1)
+    assert [name for name, _ in seen[0].derived] == ["per", "filled", "whole"]
+    with pytest.raises(PlanError):
+        col("a").cast("text")
+    with pytest.raises(PlanError):
+        col("a").clip(3, 1)
