@@ -14,6 +14,7 @@ from ._amount import (
     parse_delta,
     parse_epsilon,
     to_quanta,
+    total,
 )
 from ._db import create_engine
 from ._errors import BudgetError, BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
@@ -38,4 +39,5 @@ __all__ = [
     "parse_delta",
     "parse_epsilon",
     "to_quanta",
+    "total",
 ]

@@ -10,6 +10,7 @@ than the mechanism spends, never less.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 
 QUANTUM = Decimal("1e-12")
@@ -115,6 +116,15 @@ def charge_amount(amount: Decimal, *, quantum: Decimal = QUANTUM) -> Decimal:
     Decimal('0.333333333334')
     """
     return from_quanta(to_quanta(amount, quantum=quantum), quantum=quantum)
+
+
+def total(amounts: Iterable[Decimal], *, quantum: Decimal = QUANTUM) -> Decimal:
+    """Exact sum of charged amounts, as the ledger adds them (in quanta).
+
+    >>> total([Decimal("0.1"), Decimal("0.2")])
+    Decimal('0.3')
+    """
+    return from_quanta(sum(to_quanta(a, quantum=quantum) for a in amounts), quantum=quantum)
 
 
 def from_quanta(quanta: int, *, quantum: Decimal = QUANTUM) -> Decimal:

@@ -49,6 +49,30 @@ class Release:
     value: Any
     delta: Decimal = Decimal(0)
 
+    @classmethod
+    def from_proto(cls, msg: pb.ReleaseRecord | pb.ReleaseEstimate) -> Release:
+        """Parse a job's release, or a preview's (which has no value)."""
+        value_json = getattr(msg, "value_json", "")
+        return cls(
+            msg.index,
+            msg.dataset,
+            Decimal(msg.cost.epsilon or "0"),
+            msg.mechanism,
+            json.loads(value_json) if value_json else None,
+            Decimal(msg.cost.delta or "0"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for ``--json`` output."""
+        return {
+            "index": self.index,
+            "dataset": self.dataset,
+            "epsilon": str(self.epsilon),
+            "delta": str(self.delta),
+            "mechanism": self.mechanism,
+            "value": self.value,
+        }
+
 
 @dataclass(frozen=True)
 class Job:
@@ -83,17 +107,7 @@ class Job:
             result=json.loads(msg.result_json) if msg.result_json else None,
             cost_epsilon=Decimal(msg.cost.epsilon or "0"),
             cost_delta=Decimal(msg.cost.delta or "0"),
-            releases=tuple(
-                Release(
-                    r.index,
-                    r.dataset,
-                    Decimal(r.cost.epsilon or "0"),
-                    r.mechanism,
-                    json.loads(r.value_json) if r.value_json else None,
-                    Decimal(r.cost.delta or "0"),
-                )
-                for r in msg.releases
-            ),
+            releases=tuple(Release.from_proto(r) for r in msg.releases),
             error_code=msg.error.code,
             error_message=msg.error.message,
             printed=msg.printed,
@@ -107,17 +121,7 @@ class Job:
             "status": self.state,
             "result": self.result,
             "cost": {"epsilon": str(self.cost_epsilon), "delta": str(self.cost_delta)},
-            "releases": [
-                {
-                    "index": r.index,
-                    "dataset": r.dataset,
-                    "epsilon": str(r.epsilon),
-                    "delta": str(r.delta),
-                    "mechanism": r.mechanism,
-                    "value": r.value,
-                }
-                for r in self.releases
-            ],
+            "releases": [r.to_json() for r in self.releases],
         }
         if self.printed:
             out["printed"] = self.printed
@@ -144,17 +148,7 @@ class Estimate:
         return cls(
             epsilon=Decimal(msg.total.epsilon or "0"),
             delta=Decimal(msg.total.delta or "0"),
-            releases=tuple(
-                Release(
-                    r.index,
-                    r.dataset,
-                    Decimal(r.cost.epsilon or "0"),
-                    r.mechanism,
-                    None,
-                    Decimal(r.cost.delta or "0"),
-                )
-                for r in msg.releases
-            ),
+            releases=tuple(Release.from_proto(r) for r in msg.releases),
             budgets=tuple(Budget.from_proto(b) for b in msg.budgets),
             fits_budget=msg.fits_budget,
         )
@@ -164,16 +158,7 @@ class Estimate:
         return {
             "dry_run": True,
             "cost": {"epsilon": str(self.epsilon), "delta": str(self.delta)},
-            "releases": [
-                {
-                    "index": r.index,
-                    "dataset": r.dataset,
-                    "epsilon": str(r.epsilon),
-                    "delta": str(r.delta),
-                    "mechanism": r.mechanism,
-                }
-                for r in self.releases
-            ],
+            "releases": [r.to_json() for r in self.releases],
             "budgets": [b.to_json() for b in self.budgets],
             "fits_budget": self.fits_budget,
         }

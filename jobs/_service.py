@@ -30,10 +30,10 @@ from budget import (
     BudgetError,
     Ledger,
     charge_amount,
-    from_quanta,
     parse_delta,
     parse_epsilon,
     to_quanta,
+    total,
 )
 
 from . import _compiler
@@ -69,13 +69,12 @@ class CostEstimate:
     @property
     def epsilon(self) -> Decimal:
         """Total ε over all releases (exact)."""
-        return from_quanta(sum(to_quanta(r.epsilon) for r in self.releases))
+        return total(r.epsilon for r in self.releases)
 
     @property
     def delta(self) -> Decimal:
         """Total δ over all releases (exact)."""
-        total = sum(to_quanta(r.delta, quantum=DELTA_QUANTUM) for r in self.releases)
-        return from_quanta(total, quantum=DELTA_QUANTUM)
+        return total((r.delta for r in self.releases), quantum=DELTA_QUANTUM)
 
 
 def _mechanisms(priced: _compiler.PricedQuery) -> str:

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from budget import DELTA_QUANTUM, from_quanta, to_quanta
+from budget import DELTA_QUANTUM, from_quanta, total
 
 from ._errors import JobNotFound, RequestConflict
 
@@ -125,13 +125,12 @@ class JobRecord:
     @property
     def epsilon_spent(self) -> Decimal:
         """Total ε charged by this job (exact)."""
-        return from_quanta(sum(to_quanta(r.epsilon) for r in self.releases))
+        return total(r.epsilon for r in self.releases)
 
     @property
     def delta_spent(self) -> Decimal:
         """Total δ charged by this job (exact)."""
-        total = sum(to_quanta(r.delta, quantum=DELTA_QUANTUM) for r in self.releases)
-        return from_quanta(total, quantum=DELTA_QUANTUM)
+        return total((r.delta for r in self.releases), quantum=DELTA_QUANTUM)
 
 
 def _utcnow() -> dt.datetime:
