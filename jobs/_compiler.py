@@ -626,6 +626,25 @@ def _calibrate_threshold(
     return high
 
 
+def _half_width(row: dict[str, Any], alpha: float) -> float:
+    """OpenDP's accuracy for a summary row, recomputed where it is not finite.
+
+    At very small noise scales (very large ε) OpenDP's discrete-Laplace accuracy
+    overflows to -inf; the distribution is then known exactly: for scale b and
+    q = e^(-1/b), P(|X| > k) = 2 q^(k+1) / (1 + q).
+    """
+    half = float(row["accuracy"])
+    if math.isfinite(half) and half >= 0:
+        return half
+    scale = float(row["scale"])
+    if "Integer" not in str(row["distribution"]):
+        return scale * math.log(1 / alpha)  # continuous Laplace
+    q = math.exp(-1 / scale) if scale > 0 else 0.0
+    if q == 0.0:
+        return 0.0
+    return float(max(0, math.ceil(math.log(alpha * (1 + q) / 2) / math.log(q)) - 1))
+
+
 def _largest_float_within(amount: Decimal) -> float:
     value = float(amount)
     while Decimal(value) > amount:
@@ -681,13 +700,14 @@ def price(
             raise PlanError("the noise calibration did not verify; nothing was charged")
         summary = summarize_polars_measurement(measurement, 1 - CONFIDENCE)
         accuracy = {
-            row["column"]: (row["distribution"], float(row["scale"]), float(row["accuracy"]))
+            row["column"]: (row["distribution"], float(row["scale"]), _half_width(row, 0.05))
             for row in summary.iter_rows(named=True)
         }
         part_accuracy: dict[str, float] = {}
         for k in sorted({len(PARTS[a.op]) for a in query.aggs if a.op in PARTS}):
             split = summarize_polars_measurement(measurement, (1 - CONFIDENCE) / k)
-            at_k = {row["column"]: float(row["accuracy"]) for row in split.iter_rows(named=True)}
+            alpha = (1 - CONFIDENCE) / k
+            at_k = {row["column"]: _half_width(row, alpha) for row in split.iter_rows(named=True)}
             for a in query.aggs:
                 if len(PARTS.get(a.op, ())) == k:
                     for part in PARTS[a.op]:
@@ -695,6 +715,11 @@ def price(
     except PlanError:
         raise
     except Exception as err:  # OpenDP refused the plan: depends only on plan and schema
+        if private and "Overflow" in str(err):
+            raise PlanError(
+                f"epsilon={epsilon} is too large for OpenDP's analysis of released group keys "
+                "(its bounds overflow); use a smaller epsilon, e.g. at most 100"
+            ) from err
         raise PlanError(f"OpenDP cannot build this plan: {err}") from err
     return PricedQuery(
         query, dataset, epsilon, scale, delta, measurement, accuracy, part_accuracy, threshold
