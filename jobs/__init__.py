@@ -30,12 +30,11 @@ from ._sandbox import Limits
 from ._schema import ColumnSpec, DatasetHandle, PrivacyUnit, Schema, conform
 
 if TYPE_CHECKING:
-    from ._service import CostEstimate, DatasetCatalog, JobService, ReleaseEstimate
+    from ._service import CostEstimate, DatasetCatalog, JobService
     from ._store import JobRecord, JobState, JobStore, ReleaseRecord
 
 _LAZY = {
     "CostEstimate": "._service",
-    "ReleaseEstimate": "._service",
     "DatasetCatalog": "._service",
     "JobService": "._service",
     "JobRecord": "._store",
@@ -71,7 +70,6 @@ __all__ = [
     "Limits",
     "PlanError",
     "PrivacyUnit",
-    "ReleaseEstimate",
     "ReleaseRecord",
     "RequestConflict",
     "ResourceLimit",

@@ -583,16 +583,33 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
     return keys.join(grouped, how="left", on=list(query.group_by), nulls_equal=True)
 
 
+Builder = Callable[[float, "int | None"], Any]
+
+
+def _builder(query: Query, schema: Schema) -> Builder:
+    """Measurements of ``query`` at any scale and threshold.
+
+    The input domain and the Polars plan do not depend on either, so calibration
+    (two builds, or ~20 for a threshold search) makes them once.
+    """
+    domain = _input_domain(schema, query.group_by, query.bins is not None)
+    plan = _lazy_plan(query, schema)
+
+    def build(scale: float, threshold: int | None = None) -> Any:
+        return dp.m.make_private_lazyframe(
+            domain,
+            dp.symmetric_distance(),
+            dp.approximate(dp.max_divergence()) if threshold is not None else dp.max_divergence(),
+            plan,
+            global_scale=scale,
+            threshold=threshold,
+        )
+
+    return build
+
+
 def _build(query: Query, schema: Schema, scale: float, threshold: int | None = None) -> Any:
-    private = threshold is not None
-    return dp.m.make_private_lazyframe(
-        _input_domain(schema, query.group_by, query.bins is not None),
-        dp.symmetric_distance(),
-        dp.approximate(dp.max_divergence()) if private else dp.max_divergence(),
-        _lazy_plan(query, schema),
-        global_scale=scale,
-        threshold=threshold,
-    )
+    return _builder(query, schema)(scale, threshold)
 
 
 def _loss(measurement: Any, d_in: int, private: bool) -> tuple[float, float]:
@@ -601,12 +618,12 @@ def _loss(measurement: Any, d_in: int, private: bool) -> tuple[float, float]:
 
 
 def _calibrate_threshold(
-    query: Query, schema: Schema, scale: float, d_in: int, target_delta: float
+    build: Builder, schema: Schema, scale: float, d_in: int, target_delta: float
 ) -> int:
     """Smallest threshold whose δ is within ``target_delta`` (δ falls as it grows)."""
 
     def delta_at(t: int) -> float:
-        return _loss(_build(query, schema, scale, t), d_in, True)[1]
+        return _loss(build(scale, t), d_in, True)[1]
 
     high = d_in + 1
     while delta_at(high) > target_delta:
@@ -682,19 +699,20 @@ def price(
     probe = schema.max_rows if private else None
     threshold: int | None = None
     try:
-        unit_eps = _loss(_build(query, schema, 1.0, probe), d_in, private)[0]
+        build = _builder(query, schema)
+        unit_eps = _loss(build(1.0, probe), d_in, private)[0]
         scale = unit_eps / target
         for _ in range(64):
-            if _loss(_build(query, schema, scale, probe), d_in, private)[0] <= target:
+            if _loss(build(scale, probe), d_in, private)[0] <= target:
                 break
             scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
         else:  # pragma: no cover - the map is linear in 1/scale
             raise PlanError("could not calibrate the noise to the requested epsilon")
         if private:
             threshold = _calibrate_threshold(
-                query, schema, scale, d_in, _largest_float_within(delta)
+                build, schema, scale, d_in, _largest_float_within(delta)
             )
-        measurement = _build(query, schema, scale, threshold)
+        measurement = build(scale, threshold)
         eps_spent, delta_spent = _loss(measurement, d_in, private)
         if eps_spent > target or delta_spent > float(delta):  # pragma: no cover - a guard
             raise PlanError("the noise calibration did not verify; nothing was charged")

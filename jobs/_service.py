@@ -41,28 +41,17 @@ from ._errors import JobCancelled, JobError, ResourceLimit, ServiceStopping, Unk
 from ._plan import from_wire, to_wire
 from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
 from ._schema import DatasetHandle
-from ._store import JobRecord, JobState, JobStore
+from ._store import JobRecord, JobState, JobStore, ReleaseRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseEstimate:
-    """One release of a cost preview."""
-
-    index: int
-    dataset: str
-    epsilon: Decimal
-    mechanism: str
-    plan: Any
-    delta: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
 class CostEstimate:
     """What a script would cost, and whether the caller's budgets cover it."""
 
-    releases: tuple[ReleaseEstimate, ...]
+    #: What each release would be recorded as, without a value.
+    releases: tuple[ReleaseRecord, ...]
     budgets: tuple[Balance, ...]
     fits_budget: bool
 
@@ -336,18 +325,19 @@ class JobService:
     def _estimate(
         self, principal: str, dataset: str, script: str, cancel: threading.Event | None
     ) -> CostEstimate:
-        releases: list[ReleaseEstimate] = []
+        releases: list[ReleaseRecord] = []
 
         def on_release(request: ReleaseRequest) -> Any:
             priced = self._price(principal, request)
             releases.append(
-                ReleaseEstimate(
-                    request.index,
-                    priced.query.dataset,
-                    priced.epsilon,
-                    _mechanisms(priced),
-                    to_wire(priced.query),
-                    priced.delta,
+                ReleaseRecord(
+                    index=request.index,
+                    dataset=priced.query.dataset,
+                    plan=to_wire(priced.query),
+                    epsilon=priced.epsilon,
+                    mechanism=_mechanisms(priced),
+                    value=None,
+                    delta=priced.delta,
                 )
             )
             return _compiler.placeholder(priced)

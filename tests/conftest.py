@@ -35,33 +35,14 @@ bounds = [18, 90]
 [columns.repeat]
 type = "bool"
 """
-PEOPLE_SCHEMA = """
-description = "Test stays with a person identifier"
-max_rows = 100000
-privacy_unit = { column = "person", max_rows_per_person = 2 }
-
-[columns.person]
-type = "string"
-
-[columns.region]
-type = "category"
-categories = ["north", "south", "east", "west"]
-
-[columns.nights]
-type = "int"
-bounds = [1, 14]
-
-[columns.spend]
-type = "float"
-bounds = [0, 500]
-
-[columns.age]
-type = "int"
-bounds = [18, 90]
-
-[columns.repeat]
-type = "bool"
-"""
+# The same columns, with a person identifier as privacy unit (two rows per person).
+PEOPLE_SCHEMA = SCHEMA_TOML.replace(
+    'description = "Test stays"', 'description = "Test stays with a person identifier"'
+).replace(
+    "max_rows = 100000\n",
+    'max_rows = 100000\nprivacy_unit = { column = "person", max_rows_per_person = 2 }\n'
+    '\n[columns.person]\ntype = "string"\n',
+)
 N_ROWS = 4000
 
 
