@@ -10,6 +10,8 @@ def is_released(value: Any) -> bool:
     """Whether a JSON value is a released value object."""
     if not isinstance(value, dict) or "value" not in value:
         return False
+    if value.get("aggregate") == "quantile":
+        return isinstance(value.get("rank_error"), (int, float))
     ci = value.get("ci95")
     return isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)
 
@@ -26,7 +28,10 @@ def number(x: Any) -> str:
 
 
 def released(value: dict[str, Any]) -> str:
-    """``12,345  (95% CI 12,300 .. 12,390)``."""
+    """``12,345  (95% CI 12,300 .. 12,390)``; a quantile's accuracy is in rows of rank."""
+    if value["ci95"] is None:
+        rows = number(round(value["rank_error"]))
+        return f"{number(value['value'])}  (95%: within {rows} rows of the true rank)"
     lo, hi = value["ci95"]
     return f"{number(value['value'])}  (95% CI {number(lo)} .. {number(hi)})"
 

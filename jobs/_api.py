@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -43,6 +44,7 @@ from ._plan import (
     check_literal,
     check_structure,
     is_finite_number,
+    quantile_args,
 )
 
 ReleaseFn = Callable[[Query, Any, Any], Any]
@@ -229,8 +231,7 @@ class Aggregate(_Frozen):
         """The same aggregate under another name in the released output."""
         if not isinstance(name, str) or not name.isidentifier():
             raise PlanError(f"alias must be a valid identifier, got {name!r}")
-        a = self._agg
-        return Aggregate(Agg(a.op, a.column, a.bounds, name))
+        return Aggregate(dataclasses.replace(self._agg, alias=name))
 
     def __repr__(self) -> str:
         a = self._agg
@@ -292,6 +293,44 @@ def std(column: Any, bounds: Any = None) -> Aggregate:
     return Aggregate(Agg("std", name, _bounds_arg(bounds, "std"), f"std_{name}"))
 
 
+def _level_name(q: float) -> str:
+    """``0.25`` → ``q25``, ``0.999`` → ``q99_9``: a percentile that is an identifier."""
+    pct = f"{q * 100:.10f}".rstrip("0").rstrip(".")
+    return "q" + pct.replace(".", "_")
+
+
+def _one_quantile(name: str, q: Any, bounds: Any, candidates: Any) -> Aggregate:
+    if isinstance(candidates, (str, bytes)) or (
+        candidates is not None and not hasattr(candidates, "__iter__")
+    ):
+        raise PlanError("quantile(..., candidates=[...]) takes a list of numbers")
+    level, cands = quantile_args(q, None if candidates is None else list(candidates))
+    alias = f"median_{name}" if level == 0.5 else f"{_level_name(level)}_{name}"
+    return Aggregate(Agg("quantile", name, _bounds_arg(bounds, "quantile"), alias, level, cands))
+
+
+def quantile(column: Any, q: Any, bounds: Any = None, candidates: Any = None) -> Any:
+    """The ``q``-quantile of a numeric column, chosen among public candidate values.
+
+    ``q`` may be a list of levels: several quantiles, each its own aggregate
+    (``agg(...)`` accepts the list as is). The candidates default to every
+    integer within the bounds of a narrow int column, else 1,001 evenly spaced
+    values across the bounds; pass ``candidates=[...]`` to choose them.
+    """
+    name = _column_name(column, "quantile")
+    if isinstance(q, (list, tuple)):
+        if not q:
+            raise PlanError("quantile(column, [q1, q2, ...]) needs at least one level")
+        return [_one_quantile(name, level, bounds, candidates) for level in q]
+    return _one_quantile(name, q, bounds, candidates)
+
+
+def median(column: Any, bounds: Any = None, candidates: Any = None) -> Aggregate:
+    """The median: ``quantile(column, 0.5)``."""
+    result: Aggregate = quantile(column, 0.5, bounds, candidates)
+    return result
+
+
 def sum_(*args: Any, **kwargs: Any) -> Any:
     """``sum("col")`` is the aggregate; ``sum(numbers)`` is Python's sum."""
     if args and isinstance(args[0], (str, ColumnExpr)):
@@ -311,16 +350,22 @@ class _Releasable(_Frozen):
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
         raise NotImplementedError
 
-    def agg(self, *aggs: Aggregate) -> ReleasablePlan:
-        """Several aggregates in one release, for one composed cost."""
+    def agg(self, *aggs: Aggregate | list[Aggregate]) -> ReleasablePlan:
+        """Several aggregates in one release, for one composed cost.
+
+        A list (such as ``quantile("x", [0.25, 0.75])`` returns) counts as its items.
+        """
         if not aggs:
             raise PlanError("agg(...) needs at least one aggregate, e.g. agg(count())")
+        flat: list[Any] = []
         for a in aggs:
+            flat.extend(a if isinstance(a, (list, tuple)) else [a])
+        for a in flat:
             if not isinstance(a, Aggregate):
                 raise PlanError(
                     f"agg(...) takes aggregates such as count(), sum('x'), mean('x'); got {a!r}"
                 )
-        return self._query(aggs, scalar=False)
+        return self._query(tuple(flat), scalar=False)
 
     def count(self) -> ReleasablePlan:
         """Shorthand for ``.agg(count())``."""
@@ -341,6 +386,19 @@ class _Releasable(_Frozen):
     def std(self, column: Any, bounds: Any = None) -> ReleasablePlan:
         """Shorthand for ``.agg(std(column))``."""
         return self._query((std(column, bounds),), scalar=True)
+
+    def quantile(
+        self, column: Any, q: Any, bounds: Any = None, candidates: Any = None
+    ) -> ReleasablePlan:
+        """Shorthand for ``.agg(quantile(column, q))``; a list of levels gives a record."""
+        made = quantile(column, q, bounds, candidates)
+        if isinstance(made, list):
+            return self._query(tuple(made), scalar=False)
+        return self._query((made,), scalar=True)
+
+    def median(self, column: Any, bounds: Any = None, candidates: Any = None) -> ReleasablePlan:
+        """Shorthand for ``.agg(median(column))``."""
+        return self._query((median(column, bounds, candidates),), scalar=True)
 
 
 class Frame(_Releasable):
@@ -480,40 +538,62 @@ class ReleasablePlan(_Frozen):
 
 
 class Released(_Frozen):
-    """A differentially private value and its 95% confidence interval.
+    """A differentially private value and its accuracy.
 
     Behaves like a number in arithmetic (``a + b``, ``float(a)``); the result of
-    arithmetic is a plain number (post-processing).
+    arithmetic is a plain number (post-processing). ``ci95`` is a 95% interval
+    for the true value; a quantile has none (its distance from the true quantile
+    in the column's units depends on the data) and carries ``rank_error``
+    instead: with 95% probability it is at most that many rows from the true
+    ``q``-quantile's rank.
     """
 
-    __slots__ = ("aggregate", "ci95", "column", "mechanism", "noise_scale", "value")
+    __slots__ = (
+        "aggregate",
+        "ci95",
+        "column",
+        "mechanism",
+        "noise_scale",
+        "q",
+        "rank_error",
+        "value",
+    )
     value: Any
-    ci95: tuple[Any, ...]
+    ci95: tuple[Any, ...] | None
     aggregate: str | None
     column: str | None
     mechanism: str | None
     noise_scale: float | None
+    q: float | None
+    rank_error: float | None
 
     def __init__(self, raw: dict[str, Any]) -> None:
+        ci = raw.get("ci95")
         _init(
             self,
             value=raw["value"],
-            ci95=tuple(raw["ci95"]),
+            ci95=None if ci is None else tuple(ci),
             aggregate=raw.get("aggregate"),
             column=raw.get("column"),
             mechanism=raw.get("mechanism"),
             noise_scale=raw.get("noise_scale"),
+            q=raw.get("q"),
+            rank_error=raw.get("rank_error"),
         )
 
     def _json(self) -> dict[str, Any]:
-        return {
+        out = {
             "value": self.value,
-            "ci95": list(self.ci95),
+            "ci95": None if self.ci95 is None else list(self.ci95),
             "aggregate": self.aggregate,
             "column": self.column,
             "mechanism": self.mechanism,
             "noise_scale": self.noise_scale,
         }
+        if self.aggregate == "quantile":
+            out["q"] = self.q
+            out["rank_error"] = self.rank_error
+        return out
 
     def __float__(self) -> float:
         return float(self.value)
@@ -577,6 +657,8 @@ class Released(_Frozen):
         return hash(self.value)
 
     def __repr__(self) -> str:
+        if self.ci95 is None:
+            return f"{self.value!r} (95%: within {self.rank_error:.4g} rows of the true rank)"
         lo, hi = self.ci95
         return f"{self.value!r} (95% CI {lo!r} .. {hi!r})"
 
@@ -645,6 +727,8 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
         "mean": mean,
         "variance": variance,
         "std": std,
+        "quantile": quantile,
+        "median": median,
         "release": release,
         "result": {},
     }

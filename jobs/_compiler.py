@@ -200,6 +200,64 @@ def _agg_bounds(agg: Agg, spec: ColumnSpec) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
+#: Default candidate grid of a quantile: this many evenly spaced values across the
+#: bounds (every integer, for an int column with no more distinct values).
+DEFAULT_CANDIDATES = 1_001
+
+
+def candidates(agg: Agg, spec: ColumnSpec) -> tuple[float, ...]:
+    """The public values a quantile chooses among: the researcher's, or a grid over the bounds.
+
+    Raises:
+        PlanError: candidates of the wrong type, or no bounds to lay a grid over.
+    """
+    if spec.type == "bool":
+        raise PlanError(
+            f"quantile({spec.name!r}): a boolean column has no useful quantiles; "
+            f"mean({spec.name!r}) gives the share of true values"
+        )
+    if agg.candidates is not None:
+        if agg.bounds is not None:
+            raise PlanError(
+                f"quantile({spec.name!r}): pass bounds or candidates, not both "
+                "(the candidates already say which values the answer can take)"
+            )
+        if spec.type == "int":
+            if not all(float(c).is_integer() for c in agg.candidates):
+                raise PlanError(
+                    f"quantile({spec.name!r}): candidates of an int column must be integers"
+                )
+            return tuple(int(c) for c in agg.candidates)
+        return tuple(float(c) for c in agg.candidates)
+    if spec.numeric_bounds is None and agg.bounds is None:
+        raise PlanError(
+            f"quantile({spec.name!r}): the derived column has no known bounds; pass "
+            "bounds=(lo, hi) or candidates=[...]"
+        )
+    lo, hi = _agg_bounds(agg, spec)
+    steps = DEFAULT_CANDIDATES - 1
+    if spec.type == "int":
+        if hi - lo <= steps:
+            return tuple(range(int(lo), int(hi) + 1))
+        return tuple(sorted({round(lo + i * (hi - lo) / steps) for i in range(steps + 1)}))
+    return tuple(float(lo + i * (hi - lo) / steps) for i in range(steps + 1))
+
+
+def rank_error(q: float, n_candidates: int, global_scale: float, alpha: float) -> float:
+    """How many rows a released quantile may be off, with probability ``1 - alpha``.
+
+    OpenDP scores a candidate c by ``|(1 - q)·#{x < c} - q·#{x > c}|`` (times an
+    integer denominator D; each row moves it by at most D·max(q, 1 - q), the
+    sensitivity), then picks the candidate with the lowest score perturbed by
+    noise of scale ``s = global_scale · D · max(q, 1 - q)``. By the exponential
+    mechanism's utility theorem (which also holds for permute-and-flip, OpenDP's
+    pure-DP variant), the released candidate's score exceeds the best one's by
+    more than ``s · ln(|C| / alpha)`` with probability at most ``alpha``. Divided
+    by D, that is a number of rows, whatever D is.
+    """
+    return global_scale * max(q, 1 - q) * math.log(n_candidates / alpha)
+
+
 _MAX_DERIVED = 2.0**53  # beyond this, float arithmetic is no longer exact on integers
 
 
@@ -394,7 +452,10 @@ def validate(query: Query, schema: Schema) -> None:
                 f"{a.op}({a.column!r}): the column may hold nulls; fill them first, e.g. "
                 f"with_columns({a.column}_filled=col({a.column!r}).fill_null(0))"
             )
-        _agg_bounds(a, spec)
+        if a.op == "quantile":
+            candidates(a, spec)
+        else:
+            _agg_bounds(a, spec)
 
 
 # --- 2. pricing -----------------------------------------------------------------------
@@ -542,8 +603,15 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
             continue
         spec = view.column(a.column)  # type: ignore[arg-type]
         assert spec is not None
-        bounds = _agg_bounds(a, spec)
         column = pl.col(spec.name)
+        if a.op == "quantile":
+            # The exponential mechanism over public candidates: no clamp is needed,
+            # a value beyond the candidates only counts as below or above them all.
+            assert a.q is not None
+            quant = column.dp.quantile(a.q, list(candidates(a, spec)))  # type: ignore[attr-defined]
+            exprs.append(quant.alias(a.alias))
+            continue
+        bounds = _agg_bounds(a, spec)
         if spec.type == "bool":
             column = column.cast(pl.Int64)
         if a.op == "sum":
@@ -717,10 +785,24 @@ def price(
         if eps_spent > target or delta_spent > float(delta):  # pragma: no cover - a guard
             raise PlanError("the noise calibration did not verify; nothing was charged")
         summary = summarize_polars_measurement(measurement, 1 - CONFIDENCE)
-        accuracy = {
-            row["column"]: (row["distribution"], float(row["scale"]), _half_width(row, 0.05))
-            for row in summary.iter_rows(named=True)
-        }
+        view = with_derived(query, schema)
+        quantiles = {a.alias: a for a in query.aggs if a.op == "quantile"}
+        accuracy = {}
+        for row in summary.iter_rows(named=True):
+            alias = row["column"]
+            if alias in quantiles:
+                # OpenDP gives no accuracy for a quantile, and its scale is in units
+                # of an internal score; both are stated here in rows of rank.
+                a = quantiles[alias]
+                spec = view.column(a.column)  # type: ignore[arg-type]
+                assert spec is not None
+                assert a.q is not None
+                n = len(candidates(a, spec))
+                half = rank_error(a.q, n, scale, 1 - CONFIDENCE)
+                accuracy[alias] = (row["distribution"], scale * max(a.q, 1 - a.q), half)
+            else:
+                half = _half_width(row, 1 - CONFIDENCE)
+                accuracy[alias] = (row["distribution"], float(row["scale"]), half)
         part_accuracy: dict[str, float] = {}
         for k in sorted({len(PARTS[a.op]) for a in query.aggs if a.op in PARTS}):
             split = summarize_polars_measurement(measurement, (1 - CONFIDENCE) / k)
@@ -766,6 +848,21 @@ def _released(
             "noise_scale": scale,
         }
     assert spec is not None
+    if agg.op == "quantile":
+        distribution, scale, rows = priced.accuracy[agg.alias]
+        raw = row[agg.alias]
+        return {
+            "value": int(raw) if spec.type == "int" else float(raw),
+            # No interval in the column's units exists without spending more: how far
+            # the answer is from the true quantile in value depends on the data.
+            "ci95": None,
+            "rank_error": rows,
+            "q": agg.q,
+            "aggregate": "quantile",
+            "column": agg.column,
+            "mechanism": distribution,
+            "noise_scale": scale,
+        }
     bounds = _agg_bounds(agg, spec)
     if agg.op in ("variance", "std"):
         return _spread(agg, row, priced, bounds)
@@ -924,6 +1021,20 @@ def placeholder(priced: PricedQuery) -> Any:
         else:
             spec = with_derived(query, schema).column(agg.column)  # type: ignore[arg-type]
             assert spec is not None
+            if agg.op == "quantile":
+                grid = candidates(agg, spec)
+                distribution, scale, rows = priced.accuracy[agg.alias]
+                return {
+                    "value": grid[len(grid) // 2],
+                    "ci95": None,
+                    "rank_error": rows,
+                    "q": agg.q,
+                    "aggregate": "quantile",
+                    "column": agg.column,
+                    "mechanism": distribution,
+                    "noise_scale": scale,
+                    "placeholder": True,
+                }
             lo, hi = _agg_bounds(agg, spec)
             number = (lo + hi) // 2 if agg.op == "sum" and spec.type != "float" else (lo + hi) / 2
             if agg.op == "variance":

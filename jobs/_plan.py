@@ -23,7 +23,9 @@ BINARY_OPS = frozenset(
     {"add", "sub", "mul", "truediv", "eq", "ne", "lt", "le", "gt", "ge", "and", "or"}
 )
 UNARY_OPS = frozenset({"not", "neg", "is_null", "is_not_null"})
-AGG_OPS = frozenset({"count", "sum", "mean", "variance", "std"})
+AGG_OPS = frozenset({"count", "sum", "mean", "variance", "std", "quantile"})
+#: Most candidate values a quantile may choose from.
+MAX_CANDIDATES = 10_000
 MAX_BIN_EDGES = 1_000
 Shape = Literal["scalar", "record", "table"]
 SHAPES: tuple[Shape, ...] = ("scalar", "record", "table")
@@ -106,16 +108,19 @@ CAST_TYPES = ("int", "float")
 
 @dataclass(frozen=True, slots=True)
 class Agg:
-    """One aggregate: ``count()``, ``sum(column)`` or ``mean(column)``.
+    """One aggregate: ``count()``, ``sum(column)``, ``quantile(column, q)``...
 
     ``bounds`` is the researcher's narrower clamp, if any; otherwise the
-    column's public bounds apply.
+    column's public bounds apply. A quantile has its level ``q`` and, if the
+    researcher chose them, the ``candidates`` it picks its answer from.
     """
 
     op: str
     column: str | None
     bounds: tuple[float, float] | None
     alias: str
+    q: float | None = None
+    candidates: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,19 +172,24 @@ def to_wire(q: Query) -> dict[str, Any]:
         "dataset": q.dataset,
         "filters": [expr_to_wire(f) for f in q.filters],
         "group_by": list(q.group_by),
-        "aggs": [
-            {
-                "op": a.op,
-                "column": a.column,
-                "bounds": None if a.bounds is None else list(a.bounds),
-                "alias": a.alias,
-            }
-            for a in q.aggs
-        ],
+        "aggs": [_agg_to_wire(a) for a in q.aggs],
         "shape": q.shape,
         "bins": None if q.bins is None else list(q.bins),
         "derived": [[name, expr_to_wire(e)] for name, e in q.derived],
     }
+
+
+def _agg_to_wire(a: Agg) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "op": a.op,
+        "column": a.column,
+        "bounds": None if a.bounds is None else list(a.bounds),
+        "alias": a.alias,
+    }
+    if a.op == "quantile":
+        out["q"] = a.q
+        out["candidates"] = None if a.candidates is None else list(a.candidates)
+    return out
 
 
 class _Budget:
@@ -304,15 +314,23 @@ def from_wire(raw: Any) -> Query:
         raise PlanError("malformed plan: shape")
     aggs: list[Agg] = []
     for a in aggs_raw:
-        if not isinstance(a, dict) or set(a) != {"op", "column", "bounds", "alias"}:
+        keys = {"op", "column", "bounds", "alias"}
+        if not isinstance(a, dict) or not keys <= set(a):
             raise PlanError("malformed aggregate")
         if not isinstance(a["op"], str) or a["op"] not in AGG_OPS:
             raise PlanError(f"unknown aggregate {a['op']!r}")
+        if set(a) != (keys | {"q", "candidates"} if a["op"] == "quantile" else keys):
+            raise PlanError("malformed aggregate")
         column = None if a["column"] is None else _name(a["column"], "aggregate column")
         alias = _name(a["alias"], "alias")
         if not alias.isidentifier():
             raise PlanError(f"aggregate name {alias!r} must be a valid identifier")
-        aggs.append(Agg(a["op"], column, _bounds(a["bounds"]), alias))
+        bounds = _bounds(a["bounds"])
+        if a["op"] == "quantile":
+            level, candidates = quantile_args(a["q"], a["candidates"])
+            aggs.append(Agg("quantile", column, bounds, alias, level, candidates))
+        else:
+            aggs.append(Agg(a["op"], column, bounds, alias))
     group_by = tuple(_name(g, "group_by column") for g in group_raw)
     q = Query(
         dataset=_name(raw["dataset"], "dataset name"),
@@ -325,6 +343,26 @@ def from_wire(raw: Any) -> Query:
     )
     check_structure(q)
     return q
+
+
+def quantile_args(q: Any, candidates: Any) -> tuple[float, tuple[float, ...] | None]:
+    """Check a quantile's level and optional candidates (no schema needed)."""
+    if not is_finite_number(q) or not 0 <= q <= 1:
+        raise PlanError(f"quantile level q must be a number between 0 and 1, got {q!r}")
+    if candidates is None:
+        return float(q), None
+    if (
+        not isinstance(candidates, (list, tuple))
+        or not 1 <= len(candidates) <= MAX_CANDIDATES
+        or not all(is_finite_number(c) for c in candidates)
+    ):
+        raise PlanError(
+            f"candidates must be a list of 1 to {MAX_CANDIDATES} finite numbers (the values "
+            "the quantile may take)"
+        )
+    if any(a >= b for a, b in itertools.pairwise(candidates)):
+        raise PlanError("quantile candidates must be strictly increasing")
+    return float(q), tuple(candidates)
 
 
 def _derived(raw: Any, budget: _Budget) -> tuple[tuple[str, Expr], ...]:
@@ -378,3 +416,7 @@ def check_structure(q: Query) -> None:
             raise PlanError("count() takes no column or bounds")
         if a.op != "count" and a.column is None:
             raise PlanError(f"{a.op}() needs a column name")
+        if a.op == "quantile":
+            quantile_args(a.q, a.candidates)
+        elif a.q is not None or a.candidates is not None:
+            raise PlanError(f"{a.op}() takes no quantile level or candidates")
