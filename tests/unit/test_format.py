@@ -1,0 +1,40 @@
+"""The CLI's rendering of results: every kind of released value is shown with its accuracy."""
+
+from __future__ import annotations
+
+from enclave._format import is_released, result
+
+
+def test_a_count_shows_its_interval() -> None:
+    value = {"value": 1200, "ci95": [1190.5, 1209.5], "aggregate": "count"}
+    assert is_released(value)
+    assert result(value) == "1,200  (95% CI 1,190.5 .. 1,209.5)"
+
+
+def test_a_quantile_shows_its_rank_error_in_rows() -> None:
+    value = {
+        "value": 42.5,
+        "ci95": None,
+        "rank_error": 148.4,
+        "q": 0.5,
+        "aggregate": "quantile",
+    }
+    assert is_released(value)
+    assert result({"median_age": value}) == (
+        "median_age: 42.5  (95%: within 148 rows of the true rank)"
+    )
+
+
+def test_grouped_quantiles_render_as_a_table() -> None:
+    rows = [
+        {"g": "a", "q": {"value": 3, "ci95": None, "rank_error": 9.2, "aggregate": "quantile"}},
+        {"g": "b", "q": {"value": 5, "ci95": None, "rank_error": 9.2, "aggregate": "quantile"}},
+    ]
+    text = result(rows)
+    assert "3  (95%: within 9 rows of the true rank)" in text
+    assert text.splitlines()[0].split() == ["g", "q"]
+
+
+def test_a_dict_that_only_looks_released_is_shown_as_data() -> None:
+    assert not is_released({"value": 1, "ci95": None})
+    assert not is_released({"value": 1, "aggregate": "quantile", "rank_error": "many"})
