@@ -41,6 +41,7 @@ from ._plan import (
     Query,
     Shape,
     UnaryOp,
+    When,
     check_literal,
     check_structure,
     is_finite_number,
@@ -71,6 +72,8 @@ def _as_expr(value: Any) -> Expr:
     if isinstance(value, ColumnExpr):
         node: Expr = value._node
         return node
+    if isinstance(value, WhenThen):
+        raise PlanError("when(...).then(...) is complete only with .otherwise(...)")
     if isinstance(value, Released):
         return Lit(value.value)
     try:
@@ -215,7 +218,75 @@ def _describe(e: Expr) -> str:
         return f"{_describe(e.arg)}.fill_null({e.value!r})"
     if isinstance(e, Cast):
         return f"{_describe(e.arg)}.cast({e.to!r})"
+    if isinstance(e, When):
+        parts = [_describe(x) for x in (e.cond, e.then, e.otherwise)]
+        return "when({}).then({}).otherwise({})".format(*parts)
     return f"({_describe(e.left)} {e.op} {_describe(e.right)})"
+
+
+def _columns_of(e: Expr) -> list[str]:
+    """Names of the columns an expression reads."""
+    if isinstance(e, Col):
+        return [e.name]
+    if isinstance(e, Lit):
+        return []
+    if isinstance(e, BinOp):
+        return _columns_of(e.left) + _columns_of(e.right)
+    if isinstance(e, When):
+        return _columns_of(e.cond) + _columns_of(e.then) + _columns_of(e.otherwise)
+    return _columns_of(e.arg)
+
+
+def _condition(cond: Any) -> Expr:
+    if not isinstance(cond, ColumnExpr):
+        raise PlanError("when(...) takes a condition such as col('age') >= 65")
+    node: Expr = cond._node
+    return node
+
+
+class WhenThen(_Frozen):
+    """``when(cond)`` waiting for ``.then(value)``; not an expression yet."""
+
+    __slots__ = ("_branches",)
+    _branches: tuple[tuple[Expr, Expr | None], ...]
+
+    def __init__(self, branches: tuple[tuple[Expr, Expr | None], ...]) -> None:
+        _init(self, _branches=branches)
+
+    def then(self, value: Any) -> WhenThen:
+        """The value where the condition holds (a column expression or a constant)."""
+        *done, (cond, pending) = self._branches
+        if pending is not None:
+            raise PlanError("then(...) follows when(...); chain .when(...) for another case")
+        return WhenThen((*done, (cond, _as_expr(value))))
+
+    def when(self, condition: Any) -> WhenThen:
+        """Another case, tried when the earlier ones do not hold."""
+        if self._branches[-1][1] is None:
+            raise PlanError("when(...) needs .then(...) before the next .when(...)")
+        return WhenThen((*self._branches, (_condition(condition), None)))
+
+    def otherwise(self, value: Any) -> ColumnExpr:
+        """The value where no condition holds; this completes the expression."""
+        if self._branches[-1][1] is None:
+            raise PlanError("when(...) needs .then(...) before .otherwise(...)")
+        node = _as_expr(value)
+        for cond, then in reversed(self._branches):
+            assert then is not None
+            node = When(cond, then, node)
+        return ColumnExpr(node)
+
+    def __repr__(self) -> str:
+        return "<when(...): complete it with .then(...) and .otherwise(...)>"
+
+
+def when(condition: Any) -> WhenThen:
+    """``when(cond).then(a).otherwise(b)``: ``a`` where ``cond`` holds, else ``b``.
+
+    Chain cases with ``.when(...).then(...)``; ``.otherwise(...)`` is required
+    (there is no implicit null). A null condition counts as false, as in Polars.
+    """
+    return WhenThen(((_condition(condition), None),))
 
 
 class Aggregate(_Frozen):
@@ -404,24 +475,48 @@ class _Releasable(_Frozen):
 class Frame(_Releasable):
     """The rows of a dataset, possibly filtered. Holds no data, only the description."""
 
-    __slots__ = ("_dataset", "_derived", "_filters")
+    __slots__ = ("_dataset", "_derived", "_filters", "_selected")
     _dataset: str
     _filters: tuple[Expr, ...]
     _derived: tuple[tuple[str, Expr], ...]
+    #: The columns later steps may use, after select(...); None: all of them.
+    _selected: tuple[str, ...] | None
 
     def __init__(
         self,
         dataset: str,
         filters: tuple[Expr, ...] = (),
         derived: tuple[tuple[str, Expr], ...] = (),
+        selected: tuple[str, ...] | None = None,
     ) -> None:
-        _init(self, _dataset=dataset, _filters=filters, _derived=derived)
+        _init(self, _dataset=dataset, _filters=filters, _derived=derived, _selected=selected)
+
+    def _visible(self, names: Iterable[str], where: str) -> None:
+        if self._selected is None:
+            return
+        for name in names:
+            if name not in self._selected:
+                raise PlanError(
+                    f"{where}: column {name!r} was dropped by select(...); "
+                    f"the selected columns are {', '.join(self._selected)}"
+                )
 
     def filter(self, condition: ColumnExpr) -> Frame:
         """Keep rows where ``condition`` holds, e.g. ``col("age") >= 18``."""
         if not isinstance(condition, ColumnExpr):
             raise PlanError("filter(...) takes a condition such as col('age') >= 18")
-        return Frame(self._dataset, (*self._filters, condition._node), self._derived)
+        self._visible(_columns_of(condition._node), "filter")
+        return Frame(
+            self._dataset, (*self._filters, condition._node), self._derived, self._selected
+        )
+
+    def _added(self, columns: dict[str, Any], where: str) -> list[tuple[str, Expr]]:
+        added = []
+        for name, value in columns.items():
+            node = value._node if isinstance(value, ColumnExpr) else _as_expr(value)
+            self._visible(_columns_of(node), where)
+            added.append((name, node))
+        return added
 
     def with_columns(self, **columns: Any) -> Frame:
         """Add derived columns, row by row: ``with_columns(total=col("a") + col("b"))``.
@@ -432,18 +527,31 @@ class Frame(_Releasable):
         """
         if not columns:
             raise PlanError("with_columns(name=expression, ...) needs at least one column")
-        added = []
-        for name, value in columns.items():
-            if not isinstance(value, ColumnExpr):
-                value = ColumnExpr(_as_expr(value))
-            added.append((name, value._node))
-        return Frame(self._dataset, self._filters, (*self._derived, *added))
+        added = self._added(columns, "with_columns")
+        selected = None if self._selected is None else (*self._selected, *columns)
+        return Frame(self._dataset, self._filters, (*self._derived, *added), selected)
+
+    def select(self, *names: Any, **columns: Any) -> Frame:
+        """Keep only some columns (and define new ones) for the steps that follow.
+
+        ``select("age", "nights", per_night=col("spend_eur") / col("nights"))``.
+        Later filters, groupings and aggregates may use only these; the cost and
+        the released values do not change (only aggregates are ever released).
+        """
+        if not names and not columns:
+            raise PlanError("select(...) needs at least one column")
+        kept = tuple(_column_name(c, "select") for c in names)
+        self._visible(kept, "select")
+        added = self._added(columns, "select")
+        selected = tuple(dict.fromkeys((*kept, *columns)))
+        return Frame(self._dataset, self._filters, (*self._derived, *added), selected)
 
     def group_by(self, *columns: Any) -> GroupedFrame:
         """Group on columns with public keys (category or bool columns)."""
         if not columns:
             raise PlanError("group_by(...) needs at least one column")
         names = tuple(_column_name(c, "group_by") for c in columns)
+        self._visible(names, "group_by")
         return GroupedFrame(self, names)
 
     def histogram(self, column: Any, bins: Any = None) -> ReleasablePlan:
@@ -455,6 +563,7 @@ class Frame(_Releasable):
         every row falls in exactly one bin.
         """
         name = _column_name(column, "histogram")
+        self._visible([name], "histogram")
         edges: tuple[float, ...] | None = None
         if bins is not None:
             if isinstance(bins, (str, bytes)) or not hasattr(bins, "__iter__"):
@@ -476,6 +585,7 @@ class Frame(_Releasable):
         )
 
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
+        self._visible((a._agg.column for a in aggs if a._agg.column), "agg")
         shape: Shape = "scalar" if scalar else "record"
         return ReleasablePlan(
             Query(
@@ -505,6 +615,7 @@ class GroupedFrame(_Releasable):
 
     def _query(self, aggs: tuple[Aggregate, ...], scalar: bool) -> ReleasablePlan:
         f = self._frame
+        f._visible((a._agg.column for a in aggs if a._agg.column), "agg")
         return ReleasablePlan(
             Query(
                 f._dataset,
@@ -729,6 +840,7 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
         "std": std,
         "quantile": quantile,
         "median": median,
+        "when": when,
         "release": release,
         "result": {},
     }

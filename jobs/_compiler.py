@@ -48,7 +48,7 @@ import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 
 from ._errors import EvaluationFailed, PlanError
-from ._plan import Agg, BinOp, Cast, Clip, Col, Expr, FillNull, IsIn, Lit, Query, UnaryOp
+from ._plan import Agg, BinOp, Cast, Clip, Col, Expr, FillNull, IsIn, Lit, Query, UnaryOp, When
 from ._schema import ColumnSpec, DatasetHandle, Schema
 
 # "contrib" holds the Polars integration. The feature that would let a plan run
@@ -155,6 +155,18 @@ def _expr_kind(e: Expr, schema: Schema, dataset: str) -> str:
         if _kind_of_literal(e.value) != inner:
             raise PlanError(f"fill_null on a {inner} expression needs a {inner} value")
         return inner
+    if isinstance(e, When):
+        if _expr_kind(e.cond, schema, dataset) != "boolean":
+            raise PlanError("when(...) takes a condition, e.g. when(col('age') >= 65)")
+        then, other = _expr_kind(e.then, schema, dataset), _expr_kind(e.otherwise, schema, dataset)
+        if "null" in (then, other):
+            raise PlanError("when/then/otherwise: branches cannot be None; use a number")
+        if then != other or then == "text":
+            raise PlanError(
+                f"when/then/otherwise: both branches must be numbers or both booleans, "
+                f"got {then} and {other}"
+            )
+        return then
     assert isinstance(e, BinOp)
     left, right = _expr_kind(e.left, schema, dataset), _expr_kind(e.right, schema, dataset)
     if "null" in (left, right):
@@ -307,6 +319,19 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
         if filled is not None and isinstance(e.value, (int, float)):
             filled = (min(filled[0], e.value), max(filled[1], e.value))
         return _Shape(a.type, filled, False)
+    if isinstance(e, When):
+        t, o = _shape_of(e.then, schema), _shape_of(e.otherwise, schema)
+        if t.nullable or o.nullable:
+            # Compiled to arithmetic (below), a null in the branch not taken would
+            # leak into the result; Polars would ignore it. Ask for a fill instead.
+            raise PlanError(
+                "when/then/otherwise: a branch may be null; fill it first with .fill_null(...)"
+            )
+        merged = t.type if t.type == o.type else "float"
+        hull = None
+        if t.bounds is not None and o.bounds is not None:
+            hull = (min(t.bounds[0], o.bounds[0]), max(t.bounds[1], o.bounds[1]))
+        return _Shape(merged, hull, False)
     if isinstance(e, Cast):
         a = _shape_of(e.arg, schema)
         if a.bounds is None:
@@ -507,13 +532,14 @@ def _max_groups(schema: Schema, group_by: tuple[str, ...]) -> int:
     return min(total, schema.max_rows)
 
 
-def _to_polars(e: Expr) -> pl.Expr:
+def _to_polars(e: Expr, view: Schema) -> pl.Expr:
+    """The Polars form of a validated expression; ``view`` has the derived columns."""
     if isinstance(e, Col):
         return pl.col(e.name)
     if isinstance(e, Lit):
         return pl.lit(e.value)
     if isinstance(e, UnaryOp):
-        inner = _to_polars(e.arg)
+        inner = _to_polars(e.arg, view)
         return {
             "not": lambda: ~inner,
             # OpenDP 0.16 does not recognise Polars' negate(); 0 - x is the same value.
@@ -522,18 +548,28 @@ def _to_polars(e: Expr) -> pl.Expr:
             "is_not_null": inner.is_not_null,
         }[e.op]()
     if isinstance(e, Clip):
-        return _to_polars(e.arg).clip(e.lo, e.hi)
+        return _to_polars(e.arg, view).clip(e.lo, e.hi)
     if isinstance(e, FillNull):
-        return _to_polars(e.arg).fill_null(pl.lit(e.value))
+        return _to_polars(e.arg, view).fill_null(pl.lit(e.value))
     if isinstance(e, Cast):
-        return _to_polars(e.arg).cast(pl.Int64 if e.to == "int" else pl.Float64)
+        return _to_polars(e.arg, view).cast(pl.Int64 if e.to == "int" else pl.Float64)
+    if isinstance(e, When):
+        # OpenDP 0.16 does not support Polars' when/then; with c the condition as 0/1
+        # (null as 0), c·a + (1 - c)·b is exactly a or b (one term is an exact 0, and
+        # validation refused nullable branches). Booleans: (c & a) | (~c & b).
+        cond = _to_polars(e.cond, view).fill_null(pl.lit(False))
+        then, other = _to_polars(e.then, view), _to_polars(e.otherwise, view)
+        if _shape_of(e.then, view).type == "bool":
+            return (cond & then) | (~cond & other)
+        c = cond.cast(pl.Int64)
+        return c * then + (pl.lit(1) - c) * other
     if isinstance(e, IsIn):
         # OpenDP 0.16 does not support Polars' is_in; an OR of equalities is the same
         # row set. None in the list matches nulls, as a researcher listing it means.
-        arg = _to_polars(e.arg)
+        arg = _to_polars(e.arg, view)
         terms = [arg.is_null() if v is None else arg == pl.lit(v) for v in e.values]
         return functools.reduce(operator.or_, terms, pl.lit(False))
-    left, right = _to_polars(e.left), _to_polars(e.right)
+    left, right = _to_polars(e.left, view), _to_polars(e.right, view)
     ops = {
         "add": left.__add__,
         "sub": left.__sub__,
@@ -593,9 +629,9 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
     lf = pl.LazyFrame(schema={c.name: _POLARS_TYPES[c.type] for c in schema.columns})
     view = with_derived(query, schema)
     if query.derived:
-        lf = lf.with_columns(*(_to_polars(e).alias(name) for name, e in query.derived))
+        lf = lf.with_columns(*(_to_polars(e, view).alias(name) for name, e in query.derived))
     for f in query.filters:
-        lf = lf.filter(_to_polars(f))
+        lf = lf.filter(_to_polars(f, view))
     exprs: list[pl.Expr] = []
     for a in query.aggs:
         if a.op == "count":

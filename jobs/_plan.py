@@ -102,7 +102,16 @@ class Cast:
     to: str
 
 
-Expr = Col | Lit | BinOp | UnaryOp | IsIn | Clip | FillNull | Cast
+@dataclass(frozen=True, slots=True)
+class When:
+    """``when(cond).then(then).otherwise(otherwise)``: a null condition counts as false."""
+
+    cond: Expr
+    then: Expr
+    otherwise: Expr
+
+
+Expr = Col | Lit | BinOp | UnaryOp | IsIn | Clip | FillNull | Cast | When
 CAST_TYPES = ("int", "float")
 
 
@@ -163,6 +172,8 @@ def expr_to_wire(e: Expr) -> dict[str, Any]:
         return {"op": "fill_null", "args": [expr_to_wire(e.arg)], "value": e.value}
     if isinstance(e, Cast):
         return {"op": "cast", "args": [expr_to_wire(e.arg)], "to": e.to}
+    if isinstance(e, When):
+        return {"op": "when", "args": [expr_to_wire(x) for x in (e.cond, e.then, e.otherwise)]}
     return {"op": "is_in", "args": [expr_to_wire(e.arg)], "values": list(e.values)}
 
 
@@ -249,6 +260,9 @@ def expr_from_wire(raw: Any, budget: _Budget | None = None, depth: int = 0) -> E
             expr_from_wire(args[0], budget, depth + 1),
             expr_from_wire(args[1], budget, depth + 1),
         )
+    if op == "when" and set(raw) == {"op", "args"} and len(args) == 3:
+        cond, then, otherwise = (expr_from_wire(a, budget, depth + 1) for a in args)
+        return When(cond, then, otherwise)
     if op in UNARY_OPS and set(raw) == {"op", "args"} and len(args) == 1:
         return UnaryOp(op, expr_from_wire(args[0], budget, depth + 1))
     if op == "is_in" and set(raw) == {"op", "args", "values"} and len(args) == 1:

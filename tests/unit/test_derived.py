@@ -11,7 +11,19 @@ import pytest
 
 from jobs import DatasetHandle, PlanError, Schema
 from jobs._compiler import evaluate, price, with_derived
-from jobs._plan import Agg, BinOp, Cast, Clip, Col, FillNull, Lit, Query, from_wire, to_wire
+from jobs._plan import (
+    Agg,
+    BinOp,
+    Cast,
+    Clip,
+    Col,
+    FillNull,
+    Lit,
+    Query,
+    When,
+    from_wire,
+    to_wire,
+)
 
 SCHEMA = Schema.from_dict(
     {
@@ -60,6 +72,9 @@ def derived(expr: object, *aggs: Agg, filters: tuple = ()) -> Query:
         (BinOp("mul", Col("n"), Lit(2.0)), "float", (0, 10), True),
         (Cast(Col("f"), "int"), "int", (-1, 1), False),
         (BinOp("ge", Col("a"), Lit(3)), "bool", None, False),
+        (When(BinOp("ge", Col("a"), Lit(3)), Lit(1), Lit(5)), "int", (1, 5), False),
+        (When(BinOp("ge", Col("a"), Lit(3)), Col("a"), Col("f")), "float", (-1, 10), False),
+        (When(BinOp("gt", Col("n"), Lit(1)), Col("f"), Lit(0.0)), "float", (-1, 1), False),
     ],
 )
 def test_derived_types_and_bounds(expr, type_, bounds, nullable) -> None:
@@ -114,6 +129,11 @@ def test_released_values_match_polars(handle: DatasetHandle) -> None:
         (derived(FillNull(Col("n"), "zero")), "fill_null"),
         (derived(Clip(Col("g"), 0, 1)), "clip"),
         (derived(BinOp("mul", Col("a"), Lit(10**17))), "too wide"),
+        (derived(When(Col("a"), Lit(1), Lit(2))), "takes a condition"),
+        (derived(When(BinOp("gt", Col("a"), Lit(1)), Col("n"), Lit(0.0))), "fill it first"),
+        (derived(When(BinOp("gt", Col("a"), Lit(1)), Lit(True), Lit(2))), "both branches"),
+        (derived(When(BinOp("gt", Col("a"), Lit(1)), Col("g"), Lit("x"))), "both branches"),
+        (derived(When(BinOp("gt", Col("a"), Lit(1)), Lit(None), Lit(2))), "cannot be None"),
     ],
 )
 def test_invalid_derived_columns_are_plan_errors(query: Query, fragment: str, handle) -> None:
@@ -154,3 +174,67 @@ def test_the_job_api_with_columns(tmp_path: Path) -> None:
         col("a").cast("text")
     with pytest.raises(PlanError):
         col("a").clip(3, 1)
+
+
+def test_when_then_otherwise_matches_polars(handle: DatasetHandle) -> None:
+    """Compiled to arithmetic for OpenDP, it gives exactly Polars' when/then/otherwise,
+    including a null condition (false) and boolean branches."""
+    from jobs._api import make_namespace
+
+    seen: list[Query] = []
+    ns = make_namespace(lambda q, _e, _d=None: seen.append(q) or {}, "t")
+    col, when = ns["col"], ns["when"]
+    frame = ns["dataset"]().with_columns(
+        band=when(col("a") <= 1).then(10).when(col("a") <= 3).then(20).otherwise(30),
+        pick=when(col("n") > 1).then(col("f")).otherwise(col("a") / 10),
+        flag=when(col("g") == "x").then(col("a") >= 2).otherwise(col("f") < 0),
+    )
+    ns["release"](frame.agg(ns["sum"]("band"), ns["sum"]("pick"), ns["sum"]("flag")), 1)
+    query = from_wire(to_wire(seen[0]))
+    out = evaluate(price(query, handle, Decimal(100_000)))
+    a, f, n, g = pl.col("a"), pl.col("f"), pl.col("n"), pl.col("g")
+    truth = FRAME.select(
+        pl.when(a <= 1).then(10).when(a <= 3).then(20).otherwise(30).sum().alias("band"),
+        pl.when(n > 1).then(f).otherwise(a / 10).sum().alias("pick"),
+        pl.when(g == "x").then(a >= 2).otherwise(f < 0).sum().alias("flag"),
+    ).row(0, named=True)
+    assert out["sum_band"]["value"] == pytest.approx(truth["band"], abs=2)
+    assert out["sum_pick"]["value"] == pytest.approx(truth["pick"], abs=2)
+    assert out["sum_flag"]["value"] == pytest.approx(truth["flag"], abs=2)
+
+
+def test_when_needs_then_and_otherwise() -> None:
+    from jobs._api import make_namespace
+
+    ns = make_namespace(lambda *_: {}, "t")
+    col, when = ns["col"], ns["when"]
+    with pytest.raises(PlanError, match="otherwise"):
+        ns["dataset"]().with_columns(x=when(col("a") > 1).then(1))
+    with pytest.raises(PlanError, match="then"):
+        when(col("a") > 1).otherwise(2)
+    with pytest.raises(PlanError, match="then"):
+        when(col("a") > 1).when(col("a") > 2)
+    with pytest.raises(PlanError, match="condition"):
+        when("a > 1")
+    assert "when(" in repr(when(col("a") > 1).then(1).otherwise(2))
+
+
+def test_select_scopes_the_columns_later_steps_may_use() -> None:
+    from jobs._api import make_namespace
+
+    seen: list[Query] = []
+    ns = make_namespace(lambda q, _e, _d=None: seen.append(q) or {}, "t")
+    col = ns["col"]
+    picked = ns["dataset"]().select("a", "g", half=col("f") / 2)
+    for step in (
+        lambda: picked.filter(col("f") > 0),
+        lambda: picked.sum("f"),
+        lambda: picked.group_by("n"),
+        lambda: picked.with_columns(m=col("n").fill_null(0)),
+        lambda: picked.select("f"),
+        lambda: picked.group_by("g").agg(ns["mean"]("f")),
+    ):
+        with pytest.raises(PlanError, match="dropped by select"):
+            step()
+    ns["release"](picked.filter(col("a") > 1).group_by("g").agg(ns["sum"]("half")), 1)
+    assert seen[0].derived == (("half", BinOp("truediv", Col("f"), Lit(2))),)
