@@ -1,7 +1,7 @@
 """The privacy budget: grants, atomic debits and a tamper-evident ledger.
 
 This package knows nothing of gRPC or jobs; it is given principals, datasets
-and amounts of ε, and guarantees that no interleaving of debits overspends.
+and amounts of ε (or ρ) and δ, and guarantees that no interleaving of debits overspends.
 """
 
 from ._amount import (
@@ -13,6 +13,7 @@ from ._amount import (
     from_quanta,
     parse_delta,
     parse_epsilon,
+    parse_rho,
     to_quanta,
     total,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "from_quanta",
     "parse_delta",
     "parse_epsilon",
+    "parse_rho",
     "to_quanta",
     "total",
 ]

@@ -45,11 +45,12 @@ def _parse(value: object, name: str) -> Decimal:
     return amount
 
 
-def parse_epsilon(value: object) -> Decimal:
+def parse_epsilon(value: object, name: str = "epsilon") -> Decimal:
     """Turn user input (str, int, float, Decimal) into a checked positive ε.
 
     Floats go through ``repr`` so that ``0.1`` means ``Decimal("0.1")``, the
-    number the user wrote, not its binary approximation.
+    number the user wrote, not its binary approximation. ρ (zero-concentrated
+    DP) is checked the same way, under its own ``name``.
 
     >>> parse_epsilon(0.1)
     Decimal('0.1')
@@ -58,14 +59,23 @@ def parse_epsilon(value: object) -> Decimal:
     """
     from ._errors import InvalidAmount
 
-    amount = _parse(value, "epsilon")
+    amount = _parse(value, name)
     if amount <= 0:
-        raise InvalidAmount(f"epsilon must be > 0, got {value}")
+        raise InvalidAmount(f"{name} must be > 0, got {value}")
     if amount > MAX_EPSILON:
-        raise InvalidAmount(f"epsilon must be at most {MAX_EPSILON}, got {value}")
+        raise InvalidAmount(f"{name} must be at most {MAX_EPSILON}, got {value}")
     if amount < QUANTUM:
-        raise InvalidAmount(f"epsilon must be at least {QUANTUM}, got {value}")
+        raise InvalidAmount(f"{name} must be at least {QUANTUM}, got {value}")
     return amount
+
+
+def parse_rho(value: object) -> Decimal:
+    """A checked positive ρ, in the same units and limits as ε.
+
+    >>> parse_rho("0.05")
+    Decimal('0.05')
+    """
+    return parse_epsilon(value, "rho")
 
 
 def parse_delta(value: object) -> Decimal:

@@ -2,9 +2,10 @@
 
 Invariant 3 (no overspend) rests on one statement::
 
-    UPDATE grants SET epsilon_spent_q = epsilon_spent_q + :q, delta_spent_q = ...
+    UPDATE grants SET epsilon_spent_q = epsilon_spent_q + :q, rho_spent_q = ..., ...
      WHERE principal = :p AND dataset = :d AND revoked_at IS NULL
-       AND epsilon_spent_q + :q <= epsilon_cap_q AND delta_spent_q + :dq <= delta_cap_q
+       AND epsilon_spent_q + :q <= epsilon_cap_q AND rho_spent_q + :rq <= rho_cap_q
+       AND delta_spent_q + :dq <= delta_cap_q
 
 The database evaluates the condition and the increment atomically, so no
 interleaving of jobs, threads, processes or replicas can push ``spent`` past
@@ -16,6 +17,11 @@ entry's hash and its own canonical JSON. The chain head lives in a one-row
 table that each debit locks first (``FOR UPDATE``) and updates with a
 compare-and-set on its sequence number, so two writers can never both extend the
 chain from the same head.
+
+Budgets are kept in each dataset's own measure: ε for pure-DP datasets, ρ for
+zero-concentrated-DP (zCDP) ones, δ for either when group keys are released.
+A grant has a cap per measure (0 where the measure does not apply), and one
+debit checks all of them in the same statement.
 """
 
 from __future__ import annotations
@@ -38,12 +44,21 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 
-from ._amount import DELTA_QUANTUM, from_quanta, parse_delta, parse_epsilon, to_quanta
-from ._errors import BudgetExhausted, LedgerCorrupt, NoGrant
+from ._amount import (
+    DELTA_QUANTUM,
+    from_quanta,
+    parse_delta,
+    parse_epsilon,
+    parse_rho,
+    to_quanta,
+)
+from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
 
 metadata = MetaData()
 
@@ -58,6 +73,9 @@ grants = Table(
     # δ in units of 1e-18; a grant without a δ cap (0) allows only pure-DP releases.
     Column("delta_cap_q", BigInteger, nullable=False, default=0),
     Column("delta_spent_q", BigInteger, nullable=False, default=0),
+    # ρ (zCDP datasets) in units of 1e-12, like ε.
+    Column("rho_cap_q", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("rho_spent_q", BigInteger, nullable=False, default=0, server_default="0"),
     Column("granted_by", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
@@ -75,6 +93,7 @@ ledger_entries = Table(
     Column("release_index", Integer, nullable=False),
     Column("epsilon_q", BigInteger, nullable=False),
     Column("delta_q", BigInteger, nullable=False, default=0),
+    Column("rho_q", BigInteger, nullable=False, default=0, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
@@ -110,6 +129,13 @@ class Balance:
     epsilon_spent: Decimal
     delta_cap: Decimal = Decimal(0)
     delta_spent: Decimal = Decimal(0)
+    rho_cap: Decimal = Decimal(0)
+    rho_spent: Decimal = Decimal(0)
+
+    @property
+    def rho_remaining(self) -> Decimal:
+        """ρ that may still be spent (never negative)."""
+        return max(self.rho_cap - self.rho_spent, Decimal(0))
 
     @property
     def epsilon_remaining(self) -> Decimal:
@@ -137,6 +163,7 @@ class LedgerEntry:
     prev_hash: str
     hash: str
     delta: Decimal = Decimal(0)
+    rho: Decimal = Decimal(0)
 
 
 def _canonical(
@@ -149,8 +176,9 @@ def _canonical(
     epsilon_q: int,
     created_at: dt.datetime,
     delta_q: int,
+    rho_q: int = 0,
 ) -> bytes:
-    body = {
+    body: dict[str, object] = {
         "delta_q": delta_q,
         "seq": seq,
         "kind": kind,
@@ -164,6 +192,8 @@ def _canonical(
         if created_at.tzinfo
         else created_at.isoformat(),
     }
+    if rho_q:  # absent from pure-DP entries, so chains written before ρ still verify
+        body["rho_q"] = rho_q
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -186,52 +216,86 @@ class Ledger:
     def create_tables(self) -> None:
         """Create the ledger's tables and its chain head if missing."""
         metadata.create_all(self._engine)
+        self._add_missing_columns()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             if conn.execute(select(ledger_head.c.id)).first() is None:
                 conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS_HASH))
+
+    def _add_missing_columns(self) -> None:
+        """Add the ρ columns to a ledger created before zCDP datasets existed.
+
+        A stopgap until schema migrations are managed (issue 4): both columns
+        default to 0, which is exactly what a pure-DP-only ledger holds.
+        """
+        inspector = inspect(self._engine)
+        with self._engine.begin() as conn:
+            for table, names in (
+                (grants, ("rho_cap_q", "rho_spent_q")),
+                (ledger_entries, ("rho_q",)),
+            ):
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for name in names:
+                    if name not in present:
+                        conn.execute(
+                            text(
+                                f"ALTER TABLE {table.name} ADD COLUMN {name} BIGINT NOT NULL "
+                                "DEFAULT 0"
+                            )
+                        )
 
     def grant(
         self,
         dataset: str,
         principal: str,
-        epsilon_cap: object,
+        epsilon_cap: object | None,
         *,
         granted_by: str,
         delta_cap: object | None = None,
+        rho_cap: object | None = None,
     ) -> Balance:
-        """Give ``principal`` access to ``dataset`` with a total ε cap (and δ cap).
+        """Give ``principal`` access to ``dataset`` with caps on ε (or ρ) and δ.
 
-        Granting again changes the caps (spending so far is kept; a cap below
-        what was already spent simply leaves nothing to spend). ``delta_cap=None``
-        keeps the δ cap in force (0 for a new grant).
+        Granting again changes the caps given (spending so far is kept; a cap
+        below what was already spent simply leaves nothing to spend). A cap
+        passed as ``None`` keeps the one in force (0 for a new grant).
         """
         # A cap is a promise to the provider: round it down, never up.
-        cap_q = to_quanta(parse_epsilon(epsilon_cap), rounding=ROUND_FLOOR)
+        cap_q = (
+            None
+            if epsilon_cap is None
+            else to_quanta(parse_epsilon(epsilon_cap), rounding=ROUND_FLOOR)
+        )
+        rho_q = None if rho_cap is None else to_quanta(parse_rho(rho_cap), rounding=ROUND_FLOOR)
         delta_q = (
             None
             if delta_cap is None
             else to_quanta(parse_delta(delta_cap), rounding=ROUND_FLOOR, quantum=DELTA_QUANTUM)
         )
+        caps = {
+            column: value
+            for column, value in (
+                ("epsilon_cap_q", cap_q),
+                ("rho_cap_q", rho_q),
+                ("delta_cap_q", delta_q),
+            )
+            if value is not None
+        }
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             changed = conn.execute(
                 update(grants)
                 .where(grants.c.dataset == dataset, grants.c.principal == principal)
-                .values(
-                    epsilon_cap_q=cap_q,
-                    revoked_at=None,
-                    granted_by=granted_by,
-                    # A re-grant without a δ cap keeps the one in force.
-                    **({} if delta_q is None else {"delta_cap_q": delta_q}),
-                )
+                .values(revoked_at=None, granted_by=granted_by, **caps)
             ).rowcount
             if not changed:
                 conn.execute(
                     insert(grants).values(
                         dataset=dataset,
                         principal=principal,
-                        epsilon_cap_q=cap_q,
+                        epsilon_cap_q=cap_q or 0,
                         epsilon_spent_q=0,
+                        rho_cap_q=rho_q or 0,
+                        rho_spent_q=0,
                         delta_cap_q=delta_q or 0,
                         delta_spent_q=0,
                         granted_by=granted_by,
@@ -277,6 +341,8 @@ class Ledger:
                 epsilon_spent=from_quanta(r["epsilon_spent_q"]),
                 delta_cap=from_quanta(r["delta_cap_q"], quantum=DELTA_QUANTUM),
                 delta_spent=from_quanta(r["delta_spent_q"], quantum=DELTA_QUANTUM),
+                rho_cap=from_quanta(r["rho_cap_q"]),
+                rho_spent=from_quanta(r["rho_spent_q"]),
             )
             for r in rows
         ]
@@ -290,21 +356,27 @@ class Ledger:
         job_id: str,
         release_index: int,
         delta: Decimal = Decimal(0),
+        rho: Decimal = Decimal(0),
     ) -> LedgerEntry:
-        """Charge ``epsilon`` and ``delta`` atomically and record it.
+        """Charge ``epsilon`` (or ``rho``) and ``delta`` atomically and record it.
 
+        A release on a zCDP dataset passes ``epsilon=0`` and its ``rho``.
         The caller releases only after this returns.
 
         Raises:
+            InvalidAmount: nothing to charge, or an amount out of range.
             NoGrant: no live grant (nothing charged).
             BudgetExhausted: the charge would exceed a cap (nothing charged).
         """
-        amount = parse_epsilon(epsilon)
+        amount = Decimal(0) if epsilon == 0 else parse_epsilon(epsilon)
+        rho_amount = Decimal(0) if rho == 0 else parse_rho(rho)
+        if amount == 0 and rho_amount == 0:
+            raise InvalidAmount("a debit charges a positive epsilon or rho")
         delta_amount = parse_delta(delta)
         for _attempt in range(_HEAD_RETRIES):
             try:
                 return self._debit_once(
-                    principal, dataset, amount, delta_amount, job_id, release_index
+                    principal, dataset, amount, delta_amount, rho_amount, job_id, release_index
                 )
             except _HeadMoved:
                 continue
@@ -316,6 +388,7 @@ class Ledger:
         dataset: str,
         amount: Decimal,
         delta: Decimal,
+        rho: Decimal,
         job_id: str,
         release_index: int,
     ) -> LedgerEntry:
@@ -324,6 +397,7 @@ class Ledger:
         # the compare-and-set below makes the loser roll back (its charge too) and retry.
         q = to_quanta(amount)
         dq = to_quanta(delta, quantum=DELTA_QUANTUM)
+        rq = to_quanta(rho)
         now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             # Lock the chain head first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
@@ -340,10 +414,12 @@ class Ledger:
                     grants.c.principal == principal,
                     grants.c.revoked_at.is_(None),
                     grants.c.epsilon_spent_q + q <= grants.c.epsilon_cap_q,
+                    grants.c.rho_spent_q + rq <= grants.c.rho_cap_q,
                     grants.c.delta_spent_q + dq <= grants.c.delta_cap_q,
                 )
                 .values(
                     epsilon_spent_q=grants.c.epsilon_spent_q + q,
+                    rho_spent_q=grants.c.rho_spent_q + rq,
                     delta_spent_q=grants.c.delta_spent_q + dq,
                 )
             ).rowcount
@@ -357,17 +433,20 @@ class Ledger:
                 ).first()
                 if row is None:
                     raise NoGrant(principal, dataset)
-                remaining = max(row.epsilon_cap_q - row.epsilon_spent_q, 0)
-                if row.epsilon_spent_q + q <= row.epsilon_cap_q:  # it was δ that ran out
-                    delta_left = max(row.delta_cap_q - row.delta_spent_q, 0)
-                    raise BudgetExhausted(
-                        dataset, delta, from_quanta(delta_left, quantum=DELTA_QUANTUM), "delta"
-                    )
-                raise BudgetExhausted(dataset, amount, from_quanta(remaining))
+                if row.epsilon_spent_q + q > row.epsilon_cap_q:
+                    remaining = max(row.epsilon_cap_q - row.epsilon_spent_q, 0)
+                    raise BudgetExhausted(dataset, amount, from_quanta(remaining))
+                if row.rho_spent_q + rq > row.rho_cap_q:
+                    rho_left = max(row.rho_cap_q - row.rho_spent_q, 0)
+                    raise BudgetExhausted(dataset, rho, from_quanta(rho_left), "rho")
+                delta_left = max(row.delta_cap_q - row.delta_spent_q, 0)
+                raise BudgetExhausted(
+                    dataset, delta, from_quanta(delta_left, quantum=DELTA_QUANTUM), "delta"
+                )
             seq = head.seq + 1
             digest = _chain(
                 head.hash,
-                _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now, dq),
+                _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now, dq, rq),
             )
             conn.execute(
                 insert(ledger_entries).values(
@@ -379,6 +458,7 @@ class Ledger:
                     release_index=release_index,
                     epsilon_q=q,
                     delta_q=dq,
+                    rho_q=rq,
                     created_at=now,
                     prev_hash=head.hash,
                     hash=digest,
@@ -403,6 +483,7 @@ class Ledger:
             head.hash,
             digest,
             from_quanta(dq, quantum=DELTA_QUANTUM),
+            from_quanta(rq),
         )
 
     def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:
@@ -427,6 +508,7 @@ class Ledger:
                     prev_hash=r["prev_hash"],
                     hash=r["hash"],
                     delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
+                    rho=from_quanta(r["rho_q"]),
                 )
 
     def verify(self) -> str:
@@ -458,6 +540,7 @@ class Ledger:
                         r["epsilon_q"],
                         r["created_at"],
                         r["delta_q"],
+                        r["rho_q"],
                     ),
                 )
                 if digest != r["hash"]:
