@@ -17,7 +17,7 @@ from ._amount import (
     to_quanta,
     total,
 )
-from ._db import create_engine
+from ._db import add_missing_columns, create_engine
 from ._errors import BudgetError, BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
 from ._ledger import Balance, Ledger, LedgerEntry
 
@@ -34,6 +34,7 @@ __all__ = [
     "LedgerCorrupt",
     "LedgerEntry",
     "NoGrant",
+    "add_missing_columns",
     "charge_amount",
     "create_engine",
     "from_quanta",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, event, inspect, text
 from sqlalchemy import create_engine as _sa_create_engine
 
 
@@ -43,3 +43,35 @@ def create_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def add_missing_columns(engine: Engine, *tables: Table) -> list[str]:
+    """Add columns a table gained since its database was created; return their names.
+
+    A stopgap until migrations are managed by Alembic (issue 4). It only adds
+    columns, and only those declared ``NOT NULL`` with a ``server_default`` (so
+    existing rows get a value), in one transaction.
+    """
+    inspector = inspect(engine)
+    added = []
+    with engine.begin() as conn:
+        for table in tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                default = column.server_default
+                if default is None or column.nullable:
+                    raise RuntimeError(
+                        f"{table.name}.{column.name} is missing and cannot be added in place"
+                    )
+                kind = column.type.compile(dialect=engine.dialect)
+                value = default.arg  # type: ignore[attr-defined]
+                conn.execute(
+                    text(
+                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NOT NULL "
+                        f"DEFAULT {value}"
+                    )
+                )
+                added.append(f"{table.name}.{column.name}")
+    return added

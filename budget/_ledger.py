@@ -44,9 +44,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
 
@@ -58,6 +56,7 @@ from ._amount import (
     parse_rho,
     to_quanta,
 )
+from ._db import add_missing_columns
 from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
 
 metadata = MetaData()
@@ -216,32 +215,11 @@ class Ledger:
     def create_tables(self) -> None:
         """Create the ledger's tables and its chain head if missing."""
         metadata.create_all(self._engine)
-        self._add_missing_columns()
+        # Ledgers created before zCDP datasets existed gain the ρ columns (all 0).
+        add_missing_columns(self._engine, grants, ledger_entries)
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             if conn.execute(select(ledger_head.c.id)).first() is None:
                 conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS_HASH))
-
-    def _add_missing_columns(self) -> None:
-        """Add the ρ columns to a ledger created before zCDP datasets existed.
-
-        A stopgap until schema migrations are managed (issue 4): both columns
-        default to 0, which is exactly what a pure-DP-only ledger holds.
-        """
-        inspector = inspect(self._engine)
-        with self._engine.begin() as conn:
-            for table, names in (
-                (grants, ("rho_cap_q", "rho_spent_q")),
-                (ledger_entries, ("rho_q",)),
-            ):
-                present = {c["name"] for c in inspector.get_columns(table.name)}
-                for name in names:
-                    if name not in present:
-                        conn.execute(
-                            text(
-                                f"ALTER TABLE {table.name} ADD COLUMN {name} BIGINT NOT NULL "
-                                "DEFAULT 0"
-                            )
-                        )
 
     def grant(
         self,

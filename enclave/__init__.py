@@ -5,7 +5,7 @@ data and only differentially private aggregates, paid from a per-user privacy
 budget, come back.
 """
 
-from ._client import Budget, Client, Estimate, Job, Release
+from ._client import Budget, Client, Cost, Estimate, Job, Release
 from ._errors import (
     AlreadyExists,
     EnclaveError,
@@ -20,6 +20,7 @@ __all__ = [
     "AlreadyExists",
     "Budget",
     "Client",
+    "Cost",
     "EnclaveError",
     "Estimate",
     "InvalidArgument",

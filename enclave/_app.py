@@ -59,6 +59,13 @@ class Enclave:
         )
         return self.jobs
 
+    def equivalent_delta(self, dataset: str) -> float | None:
+        """The δ at which a zCDP dataset's ρ is shown as (ε, δ); None for pure DP."""
+        entry = self.catalog.get(dataset)
+        if entry is None or not entry.schema.zcdp:
+            return None
+        return entry.schema.equivalent_delta
+
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from . import _format as fmt
-from ._client import Client, Estimate, Job
+from ._client import Budget, Client, Estimate, Job
 from ._errors import EnclaveError
 
 ROLES = ("researcher", "provider", "dpo", "admin")
@@ -67,10 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     r.add_argument("--file", type=Path, required=True)
     r.add_argument("--schema", type=Path, required=True)
-    g = d.add_parser("grant", help="grant a researcher access with an epsilon cap")
+    g = d.add_parser(
+        "grant", help="grant a researcher access with a budget cap (epsilon, or rho for zCDP)"
+    )
     g.add_argument("name")
     g.add_argument("--to", required=True, dest="principal")
-    g.add_argument("--epsilon", required=True)
+    cap = g.add_mutually_exclusive_group(required=True)
+    cap.add_argument("--epsilon", help="epsilon cap, for a pure-DP dataset")
+    cap.add_argument("--rho", help="rho cap, for a zCDP dataset")
     g.add_argument(
         "--delta",
         help="delta cap, for releasing group keys that are not public "
@@ -117,14 +121,13 @@ def _print_job(job: Job, as_json: bool) -> None:
     if as_json:
         print(json.dumps(job.to_json(), indent=2))
         return
-    cost = f"epsilon={job.cost_epsilon}" + (f", delta={job.cost_delta}" if job.cost_delta else "")
-    print(f"job {job.job_id}  {job.state}  dataset={job.dataset}  cost: {cost}")
+    print(f"job {job.job_id}  {job.state}  dataset={job.dataset}  cost: {job.cost}")
     if job.error_code:
         print(f"error: {job.error_code}: {job.error_message}")
         if job.releases:
             print(f"{len(job.releases)} release(s) made before the error (charged):")
             for r in job.releases:
-                print(f"  #{r.index} epsilon={r.epsilon}")
+                print(f"  #{r.index} {r.cost}")
                 if r.value is not None:
                     print(fmt.result(r.value, "    "))
     if job.script:
@@ -142,22 +145,34 @@ def _print_estimate(estimate: Estimate, as_json: bool) -> None:
     if as_json:
         print(json.dumps(estimate.to_json(), indent=2))
         return
-    print(
-        f"dry run: {len(estimate.releases)} release(s), total epsilon={estimate.epsilon}, "
-        f"delta={estimate.delta}"
-    )
+    print(f"dry run: {len(estimate.releases)} release(s), total {estimate.cost}")
     print(
         fmt.table(
-            ["release", "dataset", "epsilon", "delta", "mechanism"],
-            [
-                [f"#{r.index}", r.dataset, str(r.epsilon), str(r.delta), r.mechanism]
-                for r in estimate.releases
-            ],
+            ["release", "dataset", "cost", "mechanism"],
+            [[f"#{r.index}", r.dataset, str(r.cost), r.mechanism] for r in estimate.releases],
         )
     )
     for b in estimate.budgets:
-        print(f"remaining on {b.dataset}: epsilon={b.epsilon_remaining}, delta={b.delta_remaining}")
+        print(f"remaining on {b.dataset}: {_remaining(b)}")
     print("fits your budget" if estimate.fits_budget else "does NOT fit your remaining budget")
+
+
+def _remaining(b: Budget) -> str:
+    if b.privacy_definition == "zcdp":
+        return (
+            f"rho={b.rho_remaining}, delta={b.delta_remaining} (as (epsilon="
+            f"{float(b.epsilon_equivalent_remaining):.4g}, delta={b.delta_equivalent_remaining}))"
+        )
+    return f"epsilon={b.epsilon_remaining}, delta={b.delta_remaining}"
+
+
+def _definition(info: Any) -> str:
+    if info.privacy_definition == "zcdp":
+        return (
+            f"rho-zCDP (Gaussian noise; budgets in rho, also shown as (epsilon, delta) at "
+            f"delta={info.equivalent_delta:g})"
+        )
+    return "pure epsilon-DP (Laplace noise); delta only for releasing private group keys"
 
 
 def _describe(info: Any) -> str:
@@ -172,8 +187,9 @@ def _describe(info: Any) -> str:
             if unit.identifier
             else "one row = one person"
         )
-        + f"; {info.privacy_definition}; max_rows {info.max_rows:,}"
+        + f"; max_rows {info.max_rows:,}"
     )
+    lines.append(f"  privacy: {_definition(info)}")
     rows = []
     for c in info.columns:
         domain = (
@@ -256,10 +272,13 @@ def _run(args: argparse.Namespace) -> int:
                 info = client.register_dataset(args.name, args.file, args.schema)
                 print(f"registered {info.name} ({len(info.columns)} columns)")
             elif args.dataset == "grant":
-                grant = client.grant(args.name, args.principal, args.epsilon, args.delta)
+                grant = client.grant(
+                    args.name, args.principal, args.epsilon, args.delta, rho=args.rho
+                )
+                cap = f"rho cap {grant.rho_cap}" if args.rho else f"epsilon cap {grant.epsilon_cap}"
                 print(
                     f"granted {grant.principal} access to {grant.dataset} "
-                    f"with epsilon cap {grant.epsilon_cap}, delta cap {grant.delta_cap}"
+                    f"with {cap}, delta cap {grant.delta_cap}"
                 )
             else:
                 info = client.describe_dataset(args.name)
@@ -290,11 +309,8 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print(
                     fmt.table(
-                        ["job", "state", "dataset", "epsilon", "error"],
-                        [
-                            [j.job_id, j.state, j.dataset, str(j.cost_epsilon), j.error_code]
-                            for j in jobs
-                        ],
+                        ["job", "state", "dataset", "cost", "error"],
+                        [[j.job_id, j.state, j.dataset, str(j.cost), j.error_code] for j in jobs],
                     )
                 )
         elif args.command == "job":
@@ -308,20 +324,32 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print(
                     fmt.table(
-                        ["dataset", "epsilon cap", "spent", "remaining", "delta remaining"],
-                        [
-                            [
-                                b.dataset,
-                                str(b.epsilon_cap),
-                                str(b.epsilon_spent),
-                                str(b.epsilon_remaining),
-                                str(b.delta_remaining),
-                            ]
-                            for b in budgets
-                        ],
+                        ["dataset", "measure", "cap", "spent", "remaining", "delta remaining"],
+                        [_budget_row(b) for b in budgets],
                     )
                 )
     return 0
+
+
+def _budget_row(b: Budget) -> list[str]:
+    if b.privacy_definition == "zcdp":
+        eq = f"{float(b.epsilon_equivalent_remaining):.4g}"
+        return [
+            b.dataset,
+            "rho",
+            str(b.rho_cap),
+            str(b.rho_spent),
+            f"{b.rho_remaining} (epsilon {eq} at delta {b.delta_equivalent_remaining})",
+            str(b.delta_remaining),
+        ]
+    return [
+        b.dataset,
+        "epsilon",
+        str(b.epsilon_cap),
+        str(b.epsilon_spent),
+        str(b.epsilon_remaining),
+        str(b.delta_remaining),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,54 @@ _ROLE_VALUES = {
 
 
 @dataclass(frozen=True)
+class Cost:
+    """A privacy cost in its dataset's measure, and the same as (ε, δ)-DP.
+
+    ``epsilon`` is spent on pure-DP datasets, ``rho`` on zCDP datasets and
+    ``delta`` on either when private group keys are released; all exact. The
+    equivalents are a conversion, for comparison across definitions.
+    """
+
+    epsilon: Decimal = Decimal(0)
+    delta: Decimal = Decimal(0)
+    rho: Decimal = Decimal(0)
+    epsilon_equivalent: Decimal = Decimal(0)
+    delta_equivalent: Decimal = Decimal(0)
+
+    @classmethod
+    def from_proto(cls, msg: pb.Cost) -> Cost:
+        """Parse the wire form (absent fields are 0)."""
+        return cls(
+            *(
+                Decimal(getattr(msg, name) or "0")
+                for name in ("epsilon", "delta", "rho", "epsilon_equivalent", "delta_equivalent")
+            )
+        )
+
+    def to_json(self) -> dict[str, str]:
+        """JSON form: exact decimal strings; ``rho`` only when some was spent."""
+        out = {"epsilon": str(self.epsilon), "delta": str(self.delta)}
+        if self.rho:
+            out["rho"] = str(self.rho)
+            out["epsilon_equivalent"] = str(self.epsilon_equivalent)
+            out["delta_equivalent"] = str(self.delta_equivalent)
+        return out
+
+    def __str__(self) -> str:
+        if self.rho:
+            text = f"rho={self.rho}"
+            if self.delta:
+                text += f", delta={self.delta}"
+            eq = f"epsilon={_short(self.epsilon_equivalent)}, delta={self.delta_equivalent}"
+            return f"{text} (as ({eq}))"
+        return f"epsilon={self.epsilon}" + (f", delta={self.delta}" if self.delta else "")
+
+
+def _short(x: Decimal) -> str:
+    return f"{float(x):.4g}"
+
+
+@dataclass(frozen=True)
 class Release:
     """One release of a job as the researcher sees it."""
 
@@ -48,6 +96,12 @@ class Release:
     mechanism: str
     value: Any
     delta: Decimal = Decimal(0)
+    cost: Cost = field(default_factory=Cost)
+
+    @property
+    def rho(self) -> Decimal:
+        """ρ charged (zCDP datasets)."""
+        return self.cost.rho
 
     @classmethod
     def from_proto(cls, msg: pb.ReleaseRecord | pb.ReleaseEstimate) -> Release:
@@ -60,6 +114,7 @@ class Release:
             msg.mechanism,
             json.loads(value_json) if value_json else None,
             Decimal(msg.cost.delta or "0"),
+            Cost.from_proto(msg.cost),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -67,8 +122,7 @@ class Release:
         return {
             "index": self.index,
             "dataset": self.dataset,
-            "epsilon": str(self.epsilon),
-            "delta": str(self.delta),
+            **self.cost.to_json(),
             "mechanism": self.mechanism,
             "value": self.value,
         }
@@ -90,6 +144,12 @@ class Job:
     error_message: str
     printed: str
     script: str = field(repr=False, default="")
+    cost: Cost = field(default_factory=Cost)
+
+    @property
+    def cost_rho(self) -> Decimal:
+        """Total ρ charged on zCDP datasets."""
+        return self.cost.rho
 
     @property
     def final(self) -> bool:
@@ -112,6 +172,7 @@ class Job:
             error_message=msg.error.message,
             printed=msg.printed,
             script=msg.script,
+            cost=Cost.from_proto(msg.cost),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -120,7 +181,7 @@ class Job:
             "job_id": self.job_id,
             "status": self.state,
             "result": self.result,
-            "cost": {"epsilon": str(self.cost_epsilon), "delta": str(self.cost_delta)},
+            "cost": self.cost.to_json(),
             "releases": [r.to_json() for r in self.releases],
         }
         if self.printed:
@@ -141,6 +202,12 @@ class Estimate:
     releases: tuple[Release, ...]
     budgets: tuple[Budget, ...]
     fits_budget: bool
+    cost: Cost = field(default_factory=Cost)
+
+    @property
+    def rho(self) -> Decimal:
+        """Total ρ the script would spend on zCDP datasets."""
+        return self.cost.rho
 
     @classmethod
     def from_proto(cls, msg: pb.CostEstimate) -> Estimate:
@@ -151,13 +218,14 @@ class Estimate:
             releases=tuple(Release.from_proto(r) for r in msg.releases),
             budgets=tuple(Budget.from_proto(b) for b in msg.budgets),
             fits_budget=msg.fits_budget,
+            cost=Cost.from_proto(msg.total),
         )
 
     def to_json(self) -> dict[str, Any]:
         """The ``enclave submit --dry-run --json`` object."""
         return {
             "dry_run": True,
-            "cost": {"epsilon": str(self.epsilon), "delta": str(self.delta)},
+            "cost": self.cost.to_json(),
             "releases": [r.to_json() for r in self.releases],
             "budgets": [b.to_json() for b in self.budgets],
             "fits_budget": self.fits_budget,
@@ -175,6 +243,14 @@ class Budget:
     delta_cap: Decimal = Decimal(0)
     delta_spent: Decimal = Decimal(0)
     delta_remaining: Decimal = Decimal(0)
+    #: zCDP datasets keep their budget in ρ (their ε fields are 0).
+    rho_cap: Decimal = Decimal(0)
+    rho_spent: Decimal = Decimal(0)
+    rho_remaining: Decimal = Decimal(0)
+    privacy_definition: str = "pure_dp"
+    #: What remains, as (ε, δ)-DP (a conversion of ρ on zCDP datasets).
+    epsilon_equivalent_remaining: Decimal = Decimal(0)
+    delta_equivalent_remaining: Decimal = Decimal(0)
 
     @classmethod
     def from_proto(cls, msg: pb.Budget) -> Budget:
@@ -187,11 +263,17 @@ class Budget:
             Decimal(msg.delta_cap or "0"),
             Decimal(msg.delta_spent or "0"),
             Decimal(msg.delta_remaining or "0"),
+            Decimal(msg.rho_cap or "0"),
+            Decimal(msg.rho_spent or "0"),
+            Decimal(msg.rho_remaining or "0"),
+            msg.privacy_definition or "pure_dp",
+            Decimal(msg.epsilon_equivalent_remaining or msg.epsilon_remaining),
+            Decimal(msg.delta_equivalent_remaining or msg.delta_remaining or "0"),
         )
 
     def to_json(self) -> dict[str, str]:
         """The ``enclave budget --json`` object."""
-        return {
+        out = {
             "dataset": self.dataset,
             "epsilon_cap": str(self.epsilon_cap),
             "epsilon_spent": str(self.epsilon_spent),
@@ -200,6 +282,16 @@ class Budget:
             "delta_spent": str(self.delta_spent),
             "delta_remaining": str(self.delta_remaining),
         }
+        if self.privacy_definition == "zcdp":
+            out |= {
+                "privacy_definition": self.privacy_definition,
+                "rho_cap": str(self.rho_cap),
+                "rho_spent": str(self.rho_spent),
+                "rho_remaining": str(self.rho_remaining),
+                "epsilon_equivalent_remaining": str(self.epsilon_equivalent_remaining),
+                "delta_equivalent_remaining": str(self.delta_equivalent_remaining),
+            }
+        return out
 
 
 class Client:
@@ -350,20 +442,25 @@ class Client:
         self,
         dataset: str,
         principal: str,
-        epsilon: Decimal | float | str,
+        epsilon: Decimal | float | str | None = None,
         delta: Decimal | float | str | None = None,
+        *,
+        rho: Decimal | float | str | None = None,
     ) -> pb.Grant:
-        """Give a researcher access to your dataset with a total ε cap (and δ cap).
+        """Give a researcher access to your dataset with a total cap (and δ cap).
 
-        Without ``delta``, a new grant has no δ and a re-grant keeps its δ cap.
+        The cap is in the dataset's measure: ``epsilon`` for a pure-DP dataset,
+        ``rho`` for a zCDP one. Without ``delta``, a new grant has no δ and a
+        re-grant keeps its δ cap.
         """
         grant: pb.Grant = self._call(
             self._catalog.GrantAccess,
             pb.GrantAccessRequest(
                 dataset=dataset,
                 principal=principal,
-                epsilon_cap=str(epsilon),
+                epsilon_cap="" if epsilon is None else str(epsilon),
                 delta_cap="" if delta is None else str(delta),
+                rho_cap="" if rho is None else str(rho),
             ),
         )
         return grant

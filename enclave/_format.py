@@ -31,7 +31,7 @@ def released(value: dict[str, Any]) -> str:
     """``12,345  (95% CI 12,300 .. 12,390)``; a quantile's accuracy is in rows of rank."""
     if value["ci95"] is None:
         rows = number(round(value["rank_error"]))
-        return f"{number(value['value'])}  (95%: within {rows} rows of the true rank)"
+        return f"{number(value['value'])}  (95%: rank within {rows} rows of the best candidate's)"
     lo, hi = value["ci95"]
     return f"{number(value['value'])}  (95% CI {number(lo)} .. {number(hi)})"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from budget import Balance
-from jobs import JobRecord, JobState
+from budget import DELTA_QUANTUM, Balance, total
+from jobs import JobRecord, JobState, ReleaseRecord, zcdp_epsilon
 
 from ._app import Enclave
 from ._auth import Role, current_principal
@@ -54,11 +54,40 @@ def _ts(value: dt.datetime | None) -> Timestamp | None:
     return stamp
 
 
-def _cost(epsilon: Decimal, delta: Decimal = Decimal(0)) -> pb.Cost:
-    return pb.Cost(epsilon=str(epsilon), delta=str(delta))
+#: The δ at which a dataset's ρ is shown as (ε, δ); None for pure-DP datasets.
+EquivalentDelta = Callable[[str], "float | None"]
 
 
-def job_to_proto(job: JobRecord, *, with_script: bool = False) -> pb.Job:
+def _cost(releases: Iterable[ReleaseRecord], equivalent_delta: EquivalentDelta) -> pb.Cost:
+    """The exact total of some releases, and the same as (ε, δ)-DP.
+
+    ρ composes by addition, so the ρ spent on each zCDP dataset is converted
+    once (tighter than converting each release); the (ε, δ) of several datasets
+    then add up (basic composition).
+    """
+    releases = list(releases)
+    eps_eq, delta_eq = Decimal(0), Decimal(0)
+    for name in sorted({r.dataset for r in releases}):
+        mine = [r for r in releases if r.dataset == name]
+        rho = total(r.rho for r in mine)
+        eps_eq += total(r.epsilon for r in mine)
+        delta_eq += total((r.delta for r in mine), quantum=DELTA_QUANTUM)
+        conversion = equivalent_delta(name)
+        if rho and conversion is not None:
+            eps_eq += Decimal(repr(zcdp_epsilon(rho, conversion)))
+            delta_eq += Decimal(repr(conversion))
+    return pb.Cost(
+        epsilon=str(total(r.epsilon for r in releases)),
+        delta=str(total((r.delta for r in releases), quantum=DELTA_QUANTUM)),
+        rho=str(total(r.rho for r in releases)),
+        epsilon_equivalent=str(eps_eq),
+        delta_equivalent=str(delta_eq),
+    )
+
+
+def job_to_proto(
+    job: JobRecord, equivalent_delta: EquivalentDelta, *, with_script: bool = False
+) -> pb.Job:
     """The wire form of a job."""
     return pb.Job(
         job_id=job.id,
@@ -67,12 +96,12 @@ def job_to_proto(job: JobRecord, *, with_script: bool = False) -> pb.Job:
         request_id=job.request_id,
         state=_STATES[job.state],
         result_json="" if job.result is None else json.dumps(job.result),
-        cost=_cost(job.epsilon_spent, job.delta_spent),
+        cost=_cost(job.releases, equivalent_delta),
         releases=[
             pb.ReleaseRecord(
                 index=r.index,
                 dataset=r.dataset,
-                cost=_cost(r.epsilon, r.delta),
+                cost=_cost([r], equivalent_delta),
                 mechanism=r.mechanism,
                 plan_json=json.dumps(r.plan),
                 value_json="" if r.value is None else json.dumps(r.value),
@@ -119,7 +148,8 @@ def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
             identifier=unit.identifier or "", max_rows_per_person=unit.max_rows_per_person
         ),
         max_rows=schema.max_rows,
-        privacy_definition="epsilon-DP (Laplace); (epsilon, delta) for private group keys",
+        privacy_definition=schema.privacy_definition,
+        equivalent_delta=schema.equivalent_delta if schema.zcdp else 0.0,
     )
 
 
@@ -133,6 +163,9 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         caller = current_principal()
         return None if caller.role == Role.DPO else caller.name
 
+    def _job(self, job: JobRecord, *, with_script: bool = False) -> pb.Job:
+        return job_to_proto(job, self._app.equivalent_delta, with_script=with_script)
+
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.Job:
         caller = current_principal()
         if not request.dataset:
@@ -142,7 +175,7 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         job = self._app.jobs.submit(
             caller.name, request.dataset, request.script, request.request_id
         )
-        return job_to_proto(job)
+        return self._job(job)
 
     def EstimateCost(
         self, request: pb.EstimateCostRequest, context: grpc.ServicerContext
@@ -155,24 +188,24 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         context.add_callback(ended.set)
         estimate = self._app.jobs.estimate(caller.name, request.dataset, request.script, ended)
         return pb.CostEstimate(
-            total=_cost(estimate.epsilon, estimate.delta),
+            total=_cost(estimate.releases, self._app.equivalent_delta),
             releases=[
                 pb.ReleaseEstimate(
                     index=r.index,
                     dataset=r.dataset,
-                    cost=_cost(r.epsilon, r.delta),
+                    cost=_cost([r], self._app.equivalent_delta),
                     mechanism=r.mechanism,
                     plan_json=json.dumps(r.plan),
                 )
                 for r in estimate.releases
             ],
-            budgets=[budget_to_proto(b) for b in estimate.budgets],
+            budgets=[budget_to_proto(b, self._app.equivalent_delta) for b in estimate.budgets],
             fits_budget=estimate.fits_budget,
         )
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
         job = self._app.jobs.get(request.job_id, principal=self._owner_filter())
-        return job_to_proto(job, with_script=True)
+        return self._job(job, with_script=True)
 
     def ListJobs(
         self, request: pb.ListJobsRequest, context: grpc.ServicerContext
@@ -184,11 +217,11 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             self._owner_filter(), limit=size, before=request.page_token or None
         )
         token = found[-1].id if len(found) == size else ""
-        return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in found], next_page_token=token)
+        return pb.ListJobsResponse(jobs=[self._job(j) for j in found], next_page_token=token)
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.Job:
         caller = current_principal()
-        return job_to_proto(self._app.jobs.cancel(request.job_id, principal=caller.name))
+        return self._job(self._app.jobs.cancel(request.job_id, principal=caller.name))
 
     def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.ServicerContext
@@ -196,7 +229,7 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         for job in self._app.jobs.watch(
             request.job_id, principal=self._owner_filter(), active=context.is_active
         ):
-            yield job_to_proto(job)
+            yield self._job(job)
 
 
 class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
@@ -258,11 +291,23 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             raise InvalidArgument(
                 f"{grantee.name} is a {grantee.role.value}; only researchers receive grants"
             )
+        if entry.schema.zcdp:
+            if request.epsilon_cap or not request.rho_cap:
+                raise InvalidArgument(
+                    f"dataset {request.dataset!r} accounts privacy in rho (zCDP): grant a "
+                    "rho cap (--rho), not an epsilon cap"
+                )
+        elif request.rho_cap or not request.epsilon_cap:
+            raise InvalidArgument(
+                f"dataset {request.dataset!r} accounts privacy in epsilon (pure DP): grant "
+                "an epsilon cap (--epsilon), not a rho cap"
+            )
         balance = self._app.ledger.grant(
             request.dataset,
             request.principal,
-            request.epsilon_cap,
+            request.epsilon_cap or None,
             delta_cap=request.delta_cap or None,
+            rho_cap=request.rho_cap or None,
             granted_by=caller.name,
         )
         return pb.Grant(
@@ -270,6 +315,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             principal=balance.principal,
             epsilon_cap=str(balance.epsilon_cap),
             delta_cap=str(balance.delta_cap),
+            rho_cap=str(balance.rho_cap),
         )
 
 
@@ -286,7 +332,9 @@ class BudgetServicer(pb_grpc.BudgetServiceServicer):  # type: ignore[misc]
         balances = self._app.ledger.balances(caller.name, dataset=request.dataset or None)
         if request.dataset and not balances:
             raise NotFound(f"you have no grant on dataset {request.dataset!r}")
-        return pb.GetBudgetResponse(budgets=[budget_to_proto(b) for b in balances])
+        return pb.GetBudgetResponse(
+            budgets=[budget_to_proto(b, self._app.equivalent_delta) for b in balances]
+        )
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
@@ -314,8 +362,14 @@ class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
         )
 
 
-def budget_to_proto(b: Balance) -> pb.Budget:
-    """Wire form of a balance (exact decimal strings)."""
+def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
+    """Wire form of a balance (exact decimal strings), with its (ε, δ) equivalent."""
+    conversion = equivalent_delta(b.dataset)
+    eps_eq, delta_eq = b.epsilon_remaining, b.delta_remaining
+    if conversion is not None:
+        eps_eq = Decimal(repr(zcdp_epsilon(b.rho_remaining, conversion)))
+        if b.rho_remaining:
+            delta_eq += Decimal(repr(conversion))
     return pb.Budget(
         dataset=b.dataset,
         epsilon_cap=str(b.epsilon_cap),
@@ -324,6 +378,12 @@ def budget_to_proto(b: Balance) -> pb.Budget:
         delta_cap=str(b.delta_cap),
         delta_spent=str(b.delta_spent),
         delta_remaining=str(b.delta_remaining),
+        rho_cap=str(b.rho_cap),
+        rho_spent=str(b.rho_spent),
+        rho_remaining=str(b.rho_remaining),
+        privacy_definition="pure_dp" if conversion is None else "zcdp",
+        epsilon_equivalent_remaining=str(eps_eq),
+        delta_equivalent_remaining=str(delta_eq),
     )
 
 

@@ -30,6 +30,7 @@ from ._sandbox import Limits
 from ._schema import ColumnSpec, DatasetHandle, PrivacyUnit, Schema, conform
 
 if TYPE_CHECKING:
+    from ._compiler import zcdp_epsilon
     from ._service import CostEstimate, DatasetCatalog, JobService
     from ._store import JobRecord, JobState, JobStore, ReleaseRecord
 
@@ -41,6 +42,7 @@ _LAZY = {
     "JobState": "._store",
     "JobStore": "._store",
     "ReleaseRecord": "._store",
+    "zcdp_epsilon": "._compiler",
 }
 
 
@@ -82,4 +84,5 @@ __all__ = [
     "UnknownDataset",
     "WallClockLimit",
     "conform",
+    "zcdp_epsilon",
 ]

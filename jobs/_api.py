@@ -48,7 +48,7 @@ from ._plan import (
     quantile_args,
 )
 
-ReleaseFn = Callable[[Query, Any, Any], Any]
+ReleaseFn = Callable[[Query, Any, Any, Any], Any]
 
 
 class _Frozen:
@@ -655,8 +655,8 @@ class Released(_Frozen):
     arithmetic is a plain number (post-processing). ``ci95`` is a 95% interval
     for the true value; a quantile has none (its distance from the true quantile
     in the column's units depends on the data) and carries ``rank_error``
-    instead: with 95% probability it is at most that many rows from the true
-    ``q``-quantile's rank.
+    instead: with 95% probability, it misplaces at most that many more rows
+    than the best of its candidates does (see docs/job-api.md).
     """
 
     __slots__ = (
@@ -769,7 +769,8 @@ class Released(_Frozen):
 
     def __repr__(self) -> str:
         if self.ci95 is None:
-            return f"{self.value!r} (95%: within {self.rank_error:.4g} rows of the true rank)"
+            rows = self.rank_error
+            return f"{self.value!r} (95%: rank within {rows:.4g} rows of the best candidate's)"
         lo, hi = self.ci95
         return f"{self.value!r} (95% CI {lo!r} .. {hi!r})"
 
@@ -806,11 +807,15 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
             raise PlanError("col(name) takes a column name")
         return ColumnExpr(Col(name))
 
-    def release(plan: ReleasablePlan, epsilon: Any = None, delta: Any = None) -> Any:
-        """Spend ``epsilon`` of your budget for a DP answer to ``plan``.
+    def release(
+        plan: ReleasablePlan, epsilon: Any = None, delta: Any = None, rho: Any = None
+    ) -> Any:
+        """Spend ``epsilon`` (or ``rho``) of your budget for a DP answer to ``plan``.
 
-        ``delta`` is spent only by plans that group on columns without public keys
-        (their keys are released by thresholding); other plans take none.
+        Datasets account privacy in their own measure: ``epsilon`` on pure-DP
+        datasets, ``rho`` on zero-concentrated-DP ones (``enclave dataset
+        describe`` says which). ``delta`` is spent only by plans that group on
+        columns without public keys (their keys are released by thresholding).
 
         The cost is charged before the data is touched; a refused release (budget,
         grant, invalid plan) ends the job.
@@ -820,15 +825,16 @@ def make_namespace(release_fn: ReleaseFn, default_dataset: str) -> dict[str, Any
                 f"release(...) takes an aggregate plan such as dataset().count() or "
                 f".agg(count(), mean('x')); got {plan!r}"
             )
-        if epsilon is None:
-            raise PlanError("release(plan, epsilon=...) needs an epsilon")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, str)):
-            raise PlanError(f"epsilon must be a number, got {type(epsilon).__name__}")
-        if delta is not None and (
-            isinstance(delta, bool) or not isinstance(delta, (int, float, str))
-        ):
-            raise PlanError(f"delta must be a number, got {type(delta).__name__}")
-        return wrap_release(release_fn(plan._q, epsilon, delta), plan._q.shape)
+        if epsilon is None and rho is None:
+            raise PlanError("release(plan, epsilon=...) needs an epsilon (or rho=...)")
+        if epsilon is not None and rho is not None:
+            raise PlanError("release(...) takes epsilon or rho, not both")
+        for name, amount in (("epsilon", epsilon), ("delta", delta), ("rho", rho)):
+            if amount is not None and (
+                isinstance(amount, bool) or not isinstance(amount, (int, float, str))
+            ):
+                raise PlanError(f"{name} must be a number, got {type(amount).__name__}")
+        return wrap_release(release_fn(plan._q, epsilon, delta, rho), plan._q.shape)
 
     return {
         "dataset": dataset,

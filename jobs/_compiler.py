@@ -15,15 +15,17 @@ Three steps, in the order the invariants demand:
 Noise calibration without a binary search
 -----------------------------------------
 OpenDP's Context API finds the noise scale by bisection (~1,100 measurement
-builds, ~1.5 s). For pure ε-DP with a ``global_scale`` every Laplace query in
-the plan has scale ``global_scale * sensitivity``, so the plan's ε is exactly
-inversely proportional to ``global_scale``. We build the measurement once at
-``global_scale = 1``, read ε₁ from its privacy map, set ``s = ε₁ / ε``, build
-again and *check* the map (OpenDP's maps round conservatively, so the check may
-nudge ``s`` up by a few ulps). Two or three builds of ~1 ms instead of a search.
+builds, ~1.5 s). With a ``global_scale`` every query in the plan has noise of
+scale ``global_scale * sensitivity``, so the plan's ε (pure DP) is exactly
+inversely proportional to ``global_scale``, and its ρ (zero-concentrated DP,
+Gaussian noise) inversely proportional to its square. We build the measurement
+once at ``global_scale = 1``, read ε₁ (or ρ₁) from its privacy map, set
+``s = ε₁ / ε`` (or ``sqrt(ρ₁ / ρ)``), build again and *check* the map (OpenDP's
+maps round conservatively, so the check may nudge ``s`` up by a few ulps). Two
+or three builds of ~1 ms instead of a search.
 
-The ε handed to OpenDP is the largest float not above the decimal ε the ledger
-charges, so the charged amount always covers the true loss.
+The ε (or ρ) handed to OpenDP is the largest float not above the decimal amount
+the ledger charges, so the charged amount always covers the true loss.
 
 Data are scanned from Parquet with ``scan_parquet``: OpenDP serialises the
 LazyFrame plan across its FFI on every call, and a scan serialises in
@@ -32,11 +34,13 @@ microseconds whereas an in-memory frame is copied whole.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
 import math
 import operator
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -48,7 +52,21 @@ import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 
 from ._errors import EvaluationFailed, PlanError
-from ._plan import Agg, BinOp, Cast, Clip, Col, Expr, FillNull, IsIn, Lit, Query, UnaryOp, When
+from ._plan import (
+    Agg,
+    BinOp,
+    Cast,
+    Clip,
+    Col,
+    Expr,
+    FillNull,
+    IsIn,
+    Lit,
+    Query,
+    UnaryOp,
+    When,
+    quantile_args,
+)
 from ._schema import ColumnSpec, DatasetHandle, Schema
 
 # "contrib" holds the Polars integration. The feature that would let a plan run
@@ -79,6 +97,7 @@ class PricedQuery:
 
     query: Query
     dataset: DatasetHandle
+    #: ε charged (pure-DP datasets; 0 on zCDP datasets, which are charged `rho`).
     epsilon: Decimal
     global_scale: float
     #: δ spent on releasing private group keys (0 for pure-DP plans).
@@ -92,6 +111,8 @@ class PricedQuery:
     part_accuracy: dict[str, float] = field(repr=False)
     #: Minimum noisy count for a private group key to be released (None: public keys).
     threshold: int | None = None
+    #: ρ charged (zCDP datasets only).
+    rho: Decimal = Decimal(0)
 
 
 # --- 1. validation against public metadata --------------------------------------------
@@ -223,6 +244,7 @@ def candidates(agg: Agg, spec: ColumnSpec) -> tuple[float, ...]:
     Raises:
         PlanError: candidates of the wrong type, or no bounds to lay a grid over.
     """
+    quantile_args(agg.q, agg.candidates)  # also when the plan skipped check_structure
     if spec.type == "bool":
         raise PlanError(
             f"quantile({spec.name!r}): a boolean column has no useful quantiles; "
@@ -394,7 +416,7 @@ def with_derived(query: Query, schema: Schema) -> Schema:
                 bounds = (int(bounds[0]), int(bounds[1]))
         spec = ColumnSpec(name, shape.type, bounds, None, shape.nullable)  # type: ignore[arg-type]
         columns.append(spec)
-        view = Schema(tuple(columns), schema.privacy_unit, schema.max_rows, schema.description)
+        view = dataclasses.replace(schema, columns=tuple(columns))
     return view
 
 
@@ -699,11 +721,13 @@ def _builder(query: Query, schema: Schema) -> Builder:
     domain = _input_domain(schema, query.group_by, query.bins is not None)
     plan = _lazy_plan(query, schema)
 
+    measure = dp.zero_concentrated_divergence() if schema.zcdp else dp.max_divergence()
+
     def build(scale: float, threshold: int | None = None) -> Any:
         return dp.m.make_private_lazyframe(
             domain,
             dp.symmetric_distance(),
-            dp.approximate(dp.max_divergence()) if threshold is not None else dp.max_divergence(),
+            dp.approximate(measure) if threshold is not None else measure,
             plan,
             global_scale=scale,
             threshold=threshold,
@@ -758,6 +782,10 @@ def _half_width(row: dict[str, Any], alpha: float) -> float:
     if math.isfinite(half) and half >= 0:
         return half
     scale = float(row["scale"])
+    if "Gaussian" in str(row["distribution"]):
+        # The discrete Gaussian's tails are no heavier than the continuous one's.
+        half = scale * statistics.NormalDist().inv_cdf(1 - alpha / 2)
+        return float(math.ceil(half)) if "Integer" in str(row["distribution"]) else half
     if "Integer" not in str(row["distribution"]):
         return scale * math.log(1 / alpha)  # continuous Laplace
     q = math.exp(-1 / scale) if scale > 0 else 0.0
@@ -773,13 +801,32 @@ def _largest_float_within(amount: Decimal) -> float:
     return value
 
 
-def price(
-    query: Query, dataset: DatasetHandle, epsilon: Decimal, delta: Decimal = Decimal(0)
-) -> PricedQuery:
-    """Calibrate the measurement of ``query`` to cost exactly ``epsilon``. No data is read.
+def zcdp_epsilon(rho: Decimal, delta: float) -> float:
+    """The ε at which ρ-zCDP implies (ε, δ)-DP, by OpenDP's conversion.
 
-    A plan that releases private group keys also spends exactly ``delta``: the
-    threshold is the smallest whose δ is within it.
+    Shown beside every ρ so that users can compare with pure-DP budgets. The
+    conversion is OpenDP's (tighter than the textbook ρ + 2·sqrt(ρ·ln(1/δ))),
+    applied to a Gaussian mechanism whose ρ is exactly ``rho``.
+    """
+    if rho <= 0:
+        return 0.0
+    gaussian = dp.m.make_gaussian(
+        dp.atom_domain(T=float, nan=False),
+        dp.absolute_distance(T=float),
+        scale=1 / math.sqrt(2 * float(rho)),
+    )
+    profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
+    return float(profile.epsilon(delta))
+
+
+def price(
+    query: Query, dataset: DatasetHandle, amount: Decimal, delta: Decimal = Decimal(0)
+) -> PricedQuery:
+    """Calibrate the measurement of ``query`` to cost exactly ``amount``. No data is read.
+
+    ``amount`` is in the dataset's measure: ε on a pure-DP dataset, ρ on a zCDP
+    one. A plan that releases private group keys also spends exactly ``delta``:
+    the threshold is the smallest whose δ is within it.
 
     Raises:
         PlanError: the plan does not fit the schema, or OpenDP refuses it.
@@ -798,14 +845,16 @@ def price(
             "this plan has none, so pass no delta"
         )
     d_in = schema.privacy_unit.d_in
-    target = _largest_float_within(epsilon)
+    target = _largest_float_within(amount)
+    # ε falls as 1/scale (Laplace), ρ as 1/scale² (Gaussian).
+    power = 2.0 if schema.zcdp else 1.0
     # The ε part does not depend on the threshold; any valid one will do to calibrate it.
     probe = schema.max_rows if private else None
     threshold: int | None = None
     try:
         build = _builder(query, schema)
-        unit_eps = _loss(build(1.0, probe), d_in, private)[0]
-        scale = unit_eps / target
+        unit_loss = _loss(build(1.0, probe), d_in, private)[0]
+        scale = (unit_loss / target) ** (1 / power)
         for _ in range(64):
             if _loss(build(scale, probe), d_in, private)[0] <= target:
                 break
@@ -843,7 +892,11 @@ def price(
         for k in sorted({len(PARTS[a.op]) for a in query.aggs if a.op in PARTS}):
             split = summarize_polars_measurement(measurement, (1 - CONFIDENCE) / k)
             alpha = (1 - CONFIDENCE) / k
-            at_k = {row["column"]: _half_width(row, alpha) for row in split.iter_rows(named=True)}
+            at_k = {
+                row["column"]: _half_width(row, alpha)
+                for row in split.iter_rows(named=True)
+                if row["column"] not in quantiles  # no part of a mean; no accuracy either
+            }
             for a in query.aggs:
                 if len(PARTS.get(a.op, ())) == k:
                     for part in PARTS[a.op]:
@@ -852,13 +905,15 @@ def price(
         raise
     except Exception as err:  # OpenDP refused the plan: depends only on plan and schema
         if private and "Overflow" in str(err):
+            measure = "rho" if schema.zcdp else "epsilon"
             raise PlanError(
-                f"epsilon={epsilon} is too large for OpenDP's analysis of released group keys "
-                "(its bounds overflow); use a smaller epsilon, e.g. at most 100"
+                f"{measure}={amount} is too large for OpenDP's analysis of released group keys "
+                f"(its bounds overflow); use a smaller {measure}, e.g. at most 100"
             ) from err
         raise PlanError(f"OpenDP cannot build this plan: {err}") from err
+    epsilon, rho = (Decimal(0), amount) if schema.zcdp else (amount, Decimal(0))
     return PricedQuery(
-        query, dataset, epsilon, scale, delta, measurement, accuracy, part_accuracy, threshold
+        query, dataset, epsilon, scale, delta, measurement, accuracy, part_accuracy, threshold, rho
     )
 
 

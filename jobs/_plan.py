@@ -26,6 +26,8 @@ UNARY_OPS = frozenset({"not", "neg", "is_null", "is_not_null"})
 AGG_OPS = frozenset({"count", "sum", "mean", "variance", "std", "quantile"})
 #: Most candidate values a quantile may choose from.
 MAX_CANDIDATES = 10_000
+#: Largest candidate magnitude: integers stay exact as floats and inside 64 bits.
+_MAX_CANDIDATE = 2**53
 MAX_BIN_EDGES = 1_000
 Shape = Literal["scalar", "record", "table"]
 SHAPES: tuple[Shape, ...] = ("scalar", "record", "table")
@@ -374,8 +376,11 @@ def quantile_args(q: Any, candidates: Any) -> tuple[float, tuple[float, ...] | N
             f"candidates must be a list of 1 to {MAX_CANDIDATES} finite numbers (the values "
             "the quantile may take)"
         )
-    if any(a >= b for a, b in itertools.pairwise(candidates)):
-        raise PlanError("quantile candidates must be strictly increasing")
+    # Compared as the floats OpenDP will see too: 2**53 and 2**53 + 1 are one value.
+    if any(a >= b or float(a) >= float(b) for a, b in itertools.pairwise(candidates)):
+        raise PlanError("quantile candidates must be strictly increasing (as floats)")
+    if any(abs(c) > _MAX_CANDIDATE for c in candidates):
+        raise PlanError(f"quantile candidates must lie within ±{_MAX_CANDIDATE:.0e}")
     return float(q), tuple(candidates)
 
 

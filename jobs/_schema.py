@@ -12,6 +12,10 @@ Example::
     description = "Overnight stays reported by accommodation providers"
     max_rows = 1_000_000
     privacy_unit = { column = "visitor_id", max_rows_per_person = 5 }
+    # "pure_dp" (the default: budgets in epsilon) or "zcdp" (budgets in rho).
+    privacy_definition = "zcdp"
+    # zCDP only: the delta at which rho is also shown as (epsilon, delta).
+    equivalent_delta = 1e-7
 
     [columns.visitor_id]
     type = "string"
@@ -102,6 +106,13 @@ class PrivacyUnit:
         return self.max_rows_per_person
 
 
+#: How a dataset accounts privacy: pure ε-DP (Laplace noise, budgets in ε) or
+#: ρ-zero-concentrated DP (Gaussian noise, budgets in ρ).
+DEFINITIONS = ("pure_dp", "zcdp")
+#: The δ at which a zCDP dataset's ρ is also shown as (ε, δ), unless declared.
+DEFAULT_EQUIVALENT_DELTA = 1e-6
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     """A dataset's public schema."""
@@ -110,6 +121,13 @@ class Schema:
     privacy_unit: PrivacyUnit
     max_rows: int = DEFAULT_MAX_ROWS
     description: str = ""
+    privacy_definition: str = "pure_dp"
+    equivalent_delta: float = DEFAULT_EQUIVALENT_DELTA
+
+    @property
+    def zcdp(self) -> bool:
+        """Whether budgets on this dataset are in ρ (zero-concentrated DP)."""
+        return self.privacy_definition == "zcdp"
 
     def column(self, name: str) -> ColumnSpec | None:
         """The column called ``name``, or None."""
@@ -141,7 +159,14 @@ class Schema:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Schema:
         """Build from the TOML/JSON structure (see the module docstring)."""
-        known = {"description", "max_rows", "privacy_unit", "columns"}
+        known = {
+            "description",
+            "max_rows",
+            "privacy_unit",
+            "columns",
+            "privacy_definition",
+            "equivalent_delta",
+        }
         extra = sorted(set(raw) - known)
         if extra:
             raise SchemaError(f"unknown schema key(s): {', '.join(extra)}")
@@ -156,7 +181,21 @@ class Schema:
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise SchemaError("description must be a string")
-        return cls(columns, unit, max_rows, description)
+        definition = raw.get("privacy_definition", "pure_dp")
+        if definition not in DEFINITIONS:
+            raise SchemaError(
+                f"privacy_definition must be one of {', '.join(DEFINITIONS)}, got {definition!r}"
+            )
+        equivalent = raw.get("equivalent_delta", DEFAULT_EQUIVALENT_DELTA)
+        if "equivalent_delta" in raw and definition != "zcdp":
+            raise SchemaError('equivalent_delta applies only to privacy_definition = "zcdp"')
+        if (
+            isinstance(equivalent, bool)
+            or not isinstance(equivalent, (int, float))
+            or not 0 < equivalent < 1
+        ):
+            raise SchemaError("equivalent_delta must be a number between 0 and 1, e.g. 1e-7")
+        return cls(columns, unit, max_rows, description, definition, float(equivalent))
 
     def to_dict(self) -> dict[str, Any]:
         """The structure `from_dict` reads (stored in the catalog as JSON)."""
@@ -182,12 +221,16 @@ class Schema:
                 "max_rows_per_person": self.privacy_unit.max_rows_per_person,
             }
         )
-        return {
+        out: dict[str, Any] = {
             "description": self.description,
             "max_rows": self.max_rows,
             "privacy_unit": unit,
             "columns": cols,
         }
+        if self.zcdp:
+            out["privacy_definition"] = self.privacy_definition
+            out["equivalent_delta"] = self.equivalent_delta
+        return out
 
     def to_json(self) -> str:
         """JSON in declaration order (column order is part of the schema)."""

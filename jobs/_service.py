@@ -32,12 +32,20 @@ from budget import (
     charge_amount,
     parse_delta,
     parse_epsilon,
+    parse_rho,
     to_quanta,
     total,
 )
 
 from . import _compiler
-from ._errors import JobCancelled, JobError, ResourceLimit, ServiceStopping, UnknownDataset
+from ._errors import (
+    JobCancelled,
+    JobError,
+    PlanError,
+    ResourceLimit,
+    ServiceStopping,
+    UnknownDataset,
+)
 from ._plan import from_wire, to_wire
 from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
 from ._schema import DatasetHandle
@@ -64,6 +72,11 @@ class CostEstimate:
     def delta(self) -> Decimal:
         """Total δ over all releases (exact)."""
         return total((r.delta for r in self.releases), quantum=DELTA_QUANTUM)
+
+    @property
+    def rho(self) -> Decimal:
+        """Total ρ over all releases on zCDP datasets (exact)."""
+        return total(r.rho for r in self.releases)
 
 
 def _mechanisms(priced: _compiler.PricedQuery) -> str:
@@ -261,10 +274,23 @@ class JobService:
     def _price(self, principal: str, request: ReleaseRequest) -> _compiler.PricedQuery:
         """Steps 1-2 of the release path: everything that needs no data."""
         query = from_wire(request.plan)
-        epsilon = charge_amount(parse_epsilon(request.epsilon))
-        delta = charge_amount(parse_delta(request.delta), quantum=DELTA_QUANTUM)
         handle = self._granted(principal, query.dataset)
-        return _compiler.price(query, handle, epsilon, delta)
+        delta = charge_amount(parse_delta(request.delta), quantum=DELTA_QUANTUM)
+        if handle.schema.zcdp:
+            if request.epsilon or not request.rho:
+                raise PlanError(
+                    f"dataset {query.dataset!r} accounts privacy in rho (zero-concentrated "
+                    "DP): pass release(plan, rho=...), e.g. rho=0.01"
+                )
+            amount = charge_amount(parse_rho(request.rho))
+        else:
+            if request.rho or not request.epsilon:
+                raise PlanError(
+                    f"dataset {query.dataset!r} accounts privacy in epsilon (pure DP): pass "
+                    "release(plan, epsilon=...), e.g. epsilon=0.1"
+                )
+            amount = charge_amount(parse_epsilon(request.epsilon))
+        return _compiler.price(query, handle, amount, delta)
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
         priced = self._price(job.principal, request)
@@ -274,6 +300,7 @@ class JobService:
             query.dataset,
             epsilon,
             delta=delta,
+            rho=priced.rho,
             job_id=job.id,
             release_index=request.index,
         )
@@ -285,6 +312,7 @@ class JobService:
             to_quanta(epsilon),
             _mechanisms(priced),
             to_quanta(delta, quantum=DELTA_QUANTUM),
+            to_quanta(priced.rho),
         )
         self._notify()
         value = _compiler.evaluate(priced)
@@ -338,15 +366,16 @@ class JobService:
                     mechanism=_mechanisms(priced),
                     value=None,
                     delta=priced.delta,
+                    rho=priced.rho,
                 )
             )
             return _compiler.placeholder(priced)
 
         run_worker(script, dataset, self.limits, on_release, cancel)
-        spent: dict[str, tuple[Decimal, Decimal]] = {}
+        spent: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
         for r in releases:
-            eps, delta = spent.get(r.dataset, (Decimal(0), Decimal(0)))
-            spent[r.dataset] = (eps + r.epsilon, delta + r.delta)
+            eps, delta, rho = spent.get(r.dataset, (Decimal(0), Decimal(0), Decimal(0)))
+            spent[r.dataset] = (eps + r.epsilon, delta + r.delta, rho + r.rho)
         budgets = [self._ledger.balance(principal, name) for name in sorted(spent)]
         return CostEstimate(
             releases=tuple(releases),
@@ -354,6 +383,7 @@ class JobService:
             fits_budget=all(
                 spent[b.dataset][0] <= b.epsilon_remaining
                 and spent[b.dataset][1] <= b.delta_remaining
+                and spent[b.dataset][2] <= b.rho_remaining
                 for b in budgets
             ),
         )

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from budget import DELTA_QUANTUM, from_quanta, total
+from budget import DELTA_QUANTUM, add_missing_columns, from_quanta, total
 
 from ._errors import JobNotFound, RequestConflict
 
@@ -69,6 +69,8 @@ releases_table = Table(
     Column("plan_json", Text, nullable=False),
     Column("epsilon_q", BigInteger, nullable=False),
     Column("delta_q", BigInteger, nullable=False, default=0),
+    # ρ charged, for releases on zCDP datasets (whose epsilon_q is 0).
+    Column("rho_q", BigInteger, nullable=False, default=0, server_default="0"),
     Column("mechanism", String(200), nullable=False),
     Column("value_json", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -101,6 +103,7 @@ class ReleaseRecord:
     mechanism: str
     value: Any
     delta: Decimal = Decimal(0)
+    rho: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,11 @@ class JobRecord:
         """Total δ charged by this job (exact)."""
         return total((r.delta for r in self.releases), quantum=DELTA_QUANTUM)
 
+    @property
+    def rho_spent(self) -> Decimal:
+        """Total ρ charged by this job (exact; zCDP datasets only)."""
+        return total(r.rho for r in self.releases)
+
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -145,8 +153,9 @@ class JobStore:
         self._clock = clock
 
     def create_tables(self) -> None:
-        """Create the tables if missing."""
+        """Create the tables if missing (and add columns added since)."""
         metadata.create_all(self._engine)
+        add_missing_columns(self._engine, jobs_table, releases_table)
 
     def create(
         self, job_id: str, principal: str, request_id: str, dataset: str, script: str
@@ -256,6 +265,7 @@ class JobStore:
         epsilon_q: int,
         mechanism: str,
         delta_q: int = 0,
+        rho_q: int = 0,
     ) -> None:
         """Record a release right after its debit, before its value exists."""
         with self._engine.begin() as conn:
@@ -267,6 +277,7 @@ class JobStore:
                     plan_json=json.dumps(plan),
                     epsilon_q=epsilon_q,
                     delta_q=delta_q,
+                    rho_q=rho_q,
                     mechanism=mechanism,
                     value_json=None,
                     created_at=self._clock(),
@@ -375,6 +386,7 @@ def _record(row: Any, rels: Any) -> JobRecord:
                 mechanism=r["mechanism"],
                 value=None if r["value_json"] is None else json.loads(r["value_json"]),
                 delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
+                rho=from_quanta(r["rho_q"]),
             )
             for r in rels
         ),

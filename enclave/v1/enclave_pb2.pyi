@@ -39,12 +39,18 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class Cost(_message.Message):
-    __slots__ = ("epsilon", "delta")
+    __slots__ = ("epsilon", "delta", "rho", "epsilon_equivalent", "delta_equivalent")
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    RHO_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_EQUIVALENT_FIELD_NUMBER: _ClassVar[int]
+    DELTA_EQUIVALENT_FIELD_NUMBER: _ClassVar[int]
     epsilon: str
     delta: str
-    def __init__(self, epsilon: _Optional[str] = ..., delta: _Optional[str] = ...) -> None: ...
+    rho: str
+    epsilon_equivalent: str
+    delta_equivalent: str
+    def __init__(self, epsilon: _Optional[str] = ..., delta: _Optional[str] = ..., rho: _Optional[str] = ..., epsilon_equivalent: _Optional[str] = ..., delta_equivalent: _Optional[str] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("code", "message")
@@ -211,7 +217,7 @@ class PrivacyUnit(_message.Message):
     def __init__(self, identifier: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition")
+    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +225,7 @@ class DatasetInfo(_message.Message):
     PRIVACY_UNIT_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    EQUIVALENT_DELTA_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     owner: str
@@ -226,7 +233,8 @@ class DatasetInfo(_message.Message):
     privacy_unit: PrivacyUnit
     max_rows: int
     privacy_definition: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ...) -> None: ...
+    equivalent_delta: float
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()
@@ -257,31 +265,35 @@ class RegisterDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GrantAccessRequest(_message.Message):
-    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap")
+    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap", "rho_cap")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
+    RHO_CAP_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     principal: str
     epsilon_cap: str
     delta_cap: str
-    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ...) -> None: ...
+    rho_cap: str
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap")
+    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap", "rho_cap")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
+    RHO_CAP_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     principal: str
     epsilon_cap: str
     delta_cap: str
-    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ...) -> None: ...
+    rho_cap: str
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining")
+    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +301,12 @@ class Budget(_message.Message):
     DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
     DELTA_SPENT_FIELD_NUMBER: _ClassVar[int]
     DELTA_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RHO_CAP_FIELD_NUMBER: _ClassVar[int]
+    RHO_SPENT_FIELD_NUMBER: _ClassVar[int]
+    RHO_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_EQUIVALENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    DELTA_EQUIVALENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     epsilon_cap: str
     epsilon_spent: str
@@ -296,7 +314,13 @@ class Budget(_message.Message):
     delta_cap: str
     delta_spent: str
     delta_remaining: str
-    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ...) -> None: ...
+    rho_cap: str
+    rho_spent: str
+    rho_remaining: str
+    privacy_definition: str
+    epsilon_equivalent_remaining: str
+    delta_equivalent_remaining: str
+    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ..., rho_cap: _Optional[str] = ..., rho_spent: _Optional[str] = ..., rho_remaining: _Optional[str] = ..., privacy_definition: _Optional[str] = ..., epsilon_equivalent_remaining: _Optional[str] = ..., delta_equivalent_remaining: _Optional[str] = ...) -> None: ...
 
 class GetBudgetRequest(_message.Message):
     __slots__ = ("dataset",)

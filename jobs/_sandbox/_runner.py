@@ -41,12 +41,16 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseRequest:
-    """What the worker asked for: an untrusted plan (JSON), an ε and a δ (text)."""
+    """What the worker asked for: an untrusted plan (JSON), ε or ρ, and δ (as text).
+
+    The amount the dataset does not account in is the empty string.
+    """
 
     index: int
     plan: Any
     epsilon: str
     delta: str = "0"
+    rho: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +165,9 @@ def _converse(
                 request = ReleaseRequest(
                     released,
                     message.get("plan"),
-                    str(message.get("epsilon")),
+                    str(message.get("epsilon", "")),
                     str(message.get("delta", "0")),
+                    str(message.get("rho", "")),
                 )
                 released += 1
                 value = on_release(request)

@@ -45,14 +45,15 @@ def _run(inp: IO[bytes], out: IO[bytes]) -> None:
     # Deep recursion in the script fails as a clean RecursionError, not a C stack overflow.
     sys.setrecursionlimit(500)
 
-    def release_fn(query: Query, epsilon: Any, delta: Any) -> Any:
+    def release_fn(query: Query, epsilon: Any, delta: Any, rho: Any) -> Any:
         send(
             out,
             {
                 "op": "release",
                 "plan": to_wire(query),
-                "epsilon": _number_text(epsilon),
+                "epsilon": "" if epsilon is None else _number_text(epsilon),
                 "delta": "0" if delta is None else _number_text(delta),
+                "rho": "" if rho is None else _number_text(rho),
             },
         )
         reply = recv(inp)

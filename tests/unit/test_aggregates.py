@@ -155,7 +155,7 @@ def test_the_job_api_builds_histograms_and_spreads() -> None:
 
     seen = []
 
-    def host(q: Query, _epsilon: object, _delta: object = None) -> object:
+    def host(q: Query, _epsilon: object, _delta: object = None, _rho: object = None) -> object:
         seen.append(q)
         return [] if q.shape == "table" else {a.alias: {"value": 1, "ci95": [1, 1]} for a in q.aggs}
 

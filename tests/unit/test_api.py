@@ -57,7 +57,7 @@ class Host:
     def __init__(self) -> None:
         self.calls: list[tuple[Query, Any]] = []
 
-    def __call__(self, query: Query, epsilon: Any, delta: Any = None) -> Any:
+    def __call__(self, query: Query, epsilon: Any, delta: Any = None, rho: Any = None) -> Any:
         self.calls.append((query, epsilon))
         return fake_release(query)
 

@@ -159,7 +159,7 @@ def test_the_job_api_with_columns(tmp_path: Path) -> None:
 
     seen = []
 
-    def host(q: Query, _epsilon: object, _delta: object = None) -> object:
+    def host(q: Query, _epsilon: object, _delta: object = None, _rho: object = None) -> object:
         seen.append(q)
         return {"value": 1, "ci95": [1, 1]}
 
@@ -182,7 +182,7 @@ def test_when_then_otherwise_matches_polars(handle: DatasetHandle) -> None:
     from jobs._api import make_namespace
 
     seen: list[Query] = []
-    ns = make_namespace(lambda q, _e, _d=None: seen.append(q) or {}, "t")
+    ns = make_namespace(lambda q, _e, _d=None, _r=None: seen.append(q) or {}, "t")
     col, when = ns["col"], ns["when"]
     frame = ns["dataset"]().with_columns(
         band=when(col("a") <= 1).then(10).when(col("a") <= 3).then(20).otherwise(30),
@@ -223,7 +223,7 @@ def test_select_scopes_the_columns_later_steps_may_use() -> None:
     from jobs._api import make_namespace
 
     seen: list[Query] = []
-    ns = make_namespace(lambda q, _e, _d=None: seen.append(q) or {}, "t")
+    ns = make_namespace(lambda q, _e, _d=None, _r=None: seen.append(q) or {}, "t")
     col = ns["col"]
     picked = ns["dataset"]().select("a", "g", half=col("f") / 2)
     for step in (

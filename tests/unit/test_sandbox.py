@@ -452,7 +452,7 @@ def _problem(obj: Any) -> str | None:
 
 
 def test_capability_walk() -> None:
-    ns = make_namespace(lambda q, _eps, _delta=None: fake_release(to_wire(q)), "ds")
+    ns = make_namespace(lambda q, _eps, _delta=None, _rho=None: fake_release(to_wire(q)), "ds")
     col, count, sum_, mean, release = ns["col"], ns["count"], ns["sum"], ns["mean"], ns["release"]
     d = ns["dataset"]()
     grouped = d.filter(col("a") > 1).group_by("g")
