@@ -36,19 +36,40 @@ def tourism(server, tmp_path_factory) -> str:
     return "tourism_stays"
 
 
+@pytest.fixture(scope="module")
+def tourism_zcdp(server, tourism, tmp_path_factory) -> str:
+    """The same rows, in a dataset whose provider chose zCDP."""
+    schema = tmp_path_factory.mktemp("zcdp") / "stays.schema.toml"
+    schema.write_text(
+        'privacy_definition = "zcdp"\n'
+        + (ROOT / "demo" / "tourism_stays.schema.toml").read_text()
+    )
+    rows = next(tmp_path_factory.getbasetemp().glob("tourism*/stays.csv"))
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("tourism_stays_zcdp", rows, schema)
+    return "tourism_stays_zcdp"
+
+
 def test_the_doc_has_examples() -> None:
     assert len(DOC_BLOCKS) >= 7
 
 
 @pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
-def test_doc_example_runs(server, tourism, index) -> None:
+def test_doc_example_runs(server, tourism, tourism_zcdp, index) -> None:
     name = f"doc_reader_{index}"
     token = server.researcher(None, name=name)
+    zcdp = "rho=" in DOC_BLOCKS[index]  # examples for zCDP datasets run on one
     with Client(server.address, server.provider_token) as provider:
-        provider.grant(tourism, name, 10, "1e-5")
+        if zcdp:
+            provider.grant(tourism_zcdp, name, None, "1e-5", rho=1)
+        else:
+            provider.grant(tourism, name, 10, "1e-5")
     with Client(server.address, token) as client:
-        job = client.run(DOC_BLOCKS[index], tourism)
+        job = client.run(DOC_BLOCKS[index], tourism_zcdp if zcdp else tourism)
     assert job.result
+    if zcdp:
+        assert job.cost.rho > 0
+        assert job.cost.epsilon == 0
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)

@@ -599,3 +599,86 @@ def test_property_debits_never_exceed_cap(cap: Decimal, amounts: list[Decimal]) 
             ledger.verify()
         finally:
             engine.dispose()
+
+
+# --------------------------------------------------------------------------- rho (zCDP)
+
+
+def test_rho_grants_and_debits_are_kept_apart_from_epsilon(ledger: Ledger) -> None:
+    bal = ledger.grant(DS, ALICE, None, rho_cap="0.5", delta_cap="1e-6", granted_by="p")
+    assert (bal.epsilon_cap, bal.rho_cap, bal.delta_cap) == (0, Decimal("0.5"), Decimal("1e-6"))
+    entry = ledger.debit(
+        ALICE,
+        DS,
+        Decimal(0),
+        rho=Decimal("0.2"),
+        delta=Decimal("1e-7"),
+        job_id="j",
+        release_index=0,
+    )
+    assert (entry.epsilon, entry.rho, entry.delta) == (0, Decimal("0.2"), Decimal("1e-7"))
+    bal = ledger.balance(ALICE, DS)
+    assert (bal.rho_spent, bal.rho_remaining) == (Decimal("0.2"), Decimal("0.3"))
+    assert bal.epsilon_spent == 0
+    # An epsilon debit on a rho-only grant is refused (its epsilon cap is 0).
+    with pytest.raises(BudgetExhausted, match="epsilon"):
+        ledger.debit(ALICE, DS, Decimal("0.1"), job_id="j", release_index=1)
+    # A re-grant of the rho cap keeps what was spent and the delta cap.
+    bal = ledger.grant(DS, ALICE, None, rho_cap="1", granted_by="p")
+    assert (bal.rho_cap, bal.rho_spent, bal.delta_cap) == (1, Decimal("0.2"), Decimal("1e-6"))
+    assert ledger.verify() == ledger.entries()[-1].hash
+
+
+def test_rho_runs_out_exactly_and_a_refusal_names_rho(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, None, rho_cap="0.3", granted_by="p")
+    for i in range(3):
+        ledger.debit(ALICE, DS, Decimal(0), rho=Decimal("0.1"), job_id="j", release_index=i)
+    with pytest.raises(BudgetExhausted, match="rho") as err:
+        ledger.debit(ALICE, DS, Decimal(0), rho=Decimal("1e-12"), job_id="j", release_index=3)
+    assert err.value.remaining == 0
+    assert ledger.balance(ALICE, DS).rho_spent == Decimal("0.3")
+    assert len(ledger.entries()) == 3
+
+
+def test_a_debit_must_charge_something(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, "1", granted_by="p")
+    with pytest.raises(InvalidAmount):
+        ledger.debit(ALICE, DS, Decimal(0), job_id="j", release_index=0)
+    with pytest.raises(InvalidAmount):
+        ledger.debit(ALICE, DS, Decimal(0), rho=Decimal(-1), job_id="j", release_index=0)
+    assert ledger.entries() == []
+
+
+def test_tampered_rho_is_detected(engine: Engine, ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, None, rho_cap="1", granted_by="p")
+    ledger.debit(ALICE, DS, Decimal(0), rho=Decimal("0.25"), job_id="j", release_index=0)
+    ledger.verify()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_entries SET rho_q = 1 WHERE seq = 1"))
+    with pytest.raises(LedgerCorrupt, match="entry 1"):
+        ledger.verify()
+
+
+def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(tmp_path: Path) -> None:
+    """An existing database keeps its grants, spending and chain when the rho columns arrive."""
+    engine, ledger = _open(tmp_path / "old.db")
+    ledger.grant(DS, ALICE, "1", granted_by="p")
+    ledger.debit(ALICE, DS, Decimal("0.25"), job_id="j", release_index=0)
+    head = ledger.verify()
+    with engine.begin() as conn:  # what the schema looked like before zCDP datasets
+        for table, column in (
+            ("grants", "rho_cap_q"),
+            ("grants", "rho_spent_q"),
+            ("ledger_entries", "rho_q"),
+        ):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    engine.dispose()
+    engine, ledger = _open(tmp_path / "old.db")  # create_tables adds the columns back
+    try:
+        assert ledger.verify() == head
+        bal = ledger.balance(ALICE, DS)
+        assert (bal.epsilon_spent, bal.rho_cap, bal.rho_spent) == (Decimal("0.25"), 0, 0)
+        ledger.debit(ALICE, DS, Decimal("0.5"), job_id="j", release_index=1)
+        ledger.verify()
+    finally:
+        engine.dispose()
