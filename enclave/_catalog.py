@@ -20,7 +20,15 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from jobs import DataMismatch, DatasetHandle, Schema, UnknownDataset, conform
+from jobs import (
+    DataMismatch,
+    DatasetHandle,
+    Schema,
+    Truncation,
+    UnknownDataset,
+    conform,
+    truncate_contributions,
+)
 
 from ._errors import AlreadyExists, InvalidArgument
 
@@ -88,8 +96,12 @@ class Catalog:
 
     def register(
         self, name: str, owner: str, schema_toml: str, source: Path, fmt: str
-    ) -> DatasetEntry:
+    ) -> tuple[DatasetEntry, Truncation]:
         """Check ``source`` against the schema and store it as Parquet.
+
+        Each person's rows beyond the privacy unit's bounds are dropped first
+        (`jobs.truncate_contributions`); what was dropped is returned for the
+        provider.
 
         Raises:
             InvalidArgument: bad name or format.
@@ -106,7 +118,7 @@ class Catalog:
         schema = Schema.from_toml(schema_toml)
         if self.get(name) is not None:
             raise AlreadyExists(f"dataset {name!r} is already registered")
-        frame = conform(read_table(source, fmt), schema)
+        frame, truncation = truncate_contributions(conform(read_table(source, fmt), schema), schema)
         folder = self._root / name
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{uuid.uuid4().hex}.parquet"
@@ -133,7 +145,7 @@ class Catalog:
             final.unlink(missing_ok=True)
             raise
         log.info("dataset %s registered by %s (%d columns)", name, owner, len(schema.columns))
-        return DatasetEntry(name, owner, schema, final, now)
+        return DatasetEntry(name, owner, schema, final, now), truncation
 
     def get(self, name: str) -> DatasetEntry | None:
         """The dataset called ``name``, or None."""

@@ -201,7 +201,9 @@ def _describe(info: Any) -> str:
             if c.max_keys
             else ""
         )
-        rows.append([c.name, c.type + (" (nullable)" if c.nullable else ""), domain])
+        if c.max_groups_per_person:
+            domain += f"; at most {c.max_groups_per_person} per person"
+        rows.append([c.name, c.type + (" (nullable)" if c.nullable else ""), domain.lstrip("; ")])
     lines.append(
         "\n".join(
             "  " + ln for ln in fmt.table(["column", "type", "public domain"], rows).splitlines()
@@ -271,6 +273,13 @@ def _run(args: argparse.Namespace) -> int:
             if args.dataset == "register":
                 info = client.register_dataset(args.name, args.file, args.schema)
                 print(f"registered {info.name} ({len(info.columns)} columns)")
+                if info.rows_dropped:
+                    print(
+                        f"truncated: {info.rows_dropped:,} row(s) of {info.persons_truncated:,} "
+                        "person(s) went beyond the privacy unit's bounds (max_rows_per_person, "
+                        "max_groups_per_person) and were not stored; each person keeps their "
+                        "first rows in file order"
+                    )
             elif args.dataset == "grant":
                 grant = client.grant(
                     args.name, args.principal, args.epsilon, args.delta, rho=args.rho

@@ -73,13 +73,18 @@ class Cost:
         return out
 
     def __str__(self) -> str:
+        parts = []
+        if self.epsilon or not self.rho:
+            parts.append(f"epsilon={self.epsilon}")
         if self.rho:
-            text = f"rho={self.rho}"
-            if self.delta:
-                text += f", delta={self.delta}"
+            parts.append(f"rho={self.rho}")
+        if self.delta:
+            parts.append(f"delta={self.delta}")
+        text = ", ".join(parts)
+        if self.rho:
             eq = f"epsilon={_short(self.epsilon_equivalent)}, delta={self.delta_equivalent}"
-            return f"{text} (as ({eq}))"
-        return f"epsilon={self.epsilon}" + (f", delta={self.delta}" if self.delta else "")
+            text += f" (as ({eq}))"
+        return text
 
 
 def _short(x: Decimal) -> str:

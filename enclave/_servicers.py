@@ -58,6 +58,16 @@ def _ts(value: dt.datetime | None) -> Timestamp | None:
 EquivalentDelta = Callable[[str], "float | None"]
 
 
+def _decimal(x: float) -> Decimal:
+    return Decimal(repr(x))
+
+
+def _plain(x: Decimal) -> str:
+    """Positional notation without trailing zeros, as the exact amounts are written."""
+    text = f"{x:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _cost(releases: Iterable[ReleaseRecord], equivalent_delta: EquivalentDelta) -> pb.Cost:
     """The exact total of some releases, and the same as (ε, δ)-DP.
 
@@ -74,14 +84,14 @@ def _cost(releases: Iterable[ReleaseRecord], equivalent_delta: EquivalentDelta) 
         delta_eq += total((r.delta for r in mine), quantum=DELTA_QUANTUM)
         conversion = equivalent_delta(name)
         if rho and conversion is not None:
-            eps_eq += Decimal(repr(zcdp_epsilon(rho, conversion)))
-            delta_eq += Decimal(repr(conversion))
+            eps_eq += _decimal(zcdp_epsilon(rho, conversion))
+            delta_eq += _decimal(conversion)
     return pb.Cost(
         epsilon=str(total(r.epsilon for r in releases)),
         delta=str(total((r.delta for r in releases), quantum=DELTA_QUANTUM)),
         rho=str(total(r.rho for r in releases)),
-        epsilon_equivalent=str(eps_eq),
-        delta_equivalent=str(delta_eq),
+        epsilon_equivalent=_plain(eps_eq),
+        delta_equivalent=_plain(delta_eq),
     )
 
 
@@ -136,6 +146,7 @@ def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
                 nullable=c.nullable,
                 description=c.description,
                 max_keys=c.max_keys or 0,
+                max_groups_per_person=c.max_groups_per_person or 0,
             )
         )
     unit = schema.privacy_unit
@@ -270,12 +281,17 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             raise InvalidArgument(f"format must be csv or parquet, got {request.format!r}")
         upload: Path = copy_upload(request.data, self._app.data_dir / "uploads", fmt)
         try:
-            entry = self._app.catalog.register(
+            entry, truncation = self._app.catalog.register(
                 request.name, caller.name, request.schema_toml, upload, fmt
             )
         finally:
             upload.unlink(missing_ok=True)
-        return dataset_to_proto(entry)
+        info = dataset_to_proto(entry)
+        # Computed from the data: for the registering provider only, never in
+        # DescribeDataset or ListDatasets.
+        info.rows_dropped = truncation.rows_dropped
+        info.persons_truncated = truncation.persons_truncated
+        return info
 
     def GrantAccess(
         self, request: pb.GrantAccessRequest, context: grpc.ServicerContext
@@ -367,9 +383,9 @@ def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
     conversion = equivalent_delta(b.dataset)
     eps_eq, delta_eq = b.epsilon_remaining, b.delta_remaining
     if conversion is not None:
-        eps_eq = Decimal(repr(zcdp_epsilon(b.rho_remaining, conversion)))
+        eps_eq = _decimal(zcdp_epsilon(b.rho_remaining, conversion))
         if b.rho_remaining:
-            delta_eq += Decimal(repr(conversion))
+            delta_eq += _decimal(conversion)
     return pb.Budget(
         dataset=b.dataset,
         epsilon_cap=str(b.epsilon_cap),
@@ -382,8 +398,8 @@ def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
         rho_spent=str(b.rho_spent),
         rho_remaining=str(b.rho_remaining),
         privacy_definition="pure_dp" if conversion is None else "zcdp",
-        epsilon_equivalent_remaining=str(eps_eq),
-        delta_equivalent_remaining=str(delta_eq),
+        epsilon_equivalent_remaining=_plain(eps_eq),
+        delta_equivalent_remaining=_plain(delta_eq),
     )
 
 

@@ -27,7 +27,15 @@ from ._errors import (
     WallClockLimit,
 )
 from ._sandbox import Limits
-from ._schema import ColumnSpec, DatasetHandle, PrivacyUnit, Schema, conform
+from ._schema import (
+    ColumnSpec,
+    DatasetHandle,
+    PrivacyUnit,
+    Schema,
+    Truncation,
+    conform,
+    truncate_contributions,
+)
 
 if TYPE_CHECKING:
     from ._compiler import zcdp_epsilon
@@ -81,8 +89,10 @@ __all__ = [
     "ScriptFailed",
     "ScriptRejected",
     "ServiceStopping",
+    "Truncation",
     "UnknownDataset",
     "WallClockLimit",
     "conform",
+    "truncate_contributions",
     "zcdp_epsilon",
 ]

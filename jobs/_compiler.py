@@ -113,6 +113,9 @@ class PricedQuery:
     threshold: int | None = None
     #: ρ charged (zCDP datasets only).
     rho: Decimal = Decimal(0)
+    #: The privacy unit as OpenDP's input distance (see `_d_in`): what
+    #: ``measurement.map`` takes to give the loss that was charged.
+    d_in: Any = 1
 
 
 # --- 1. validation against public metadata --------------------------------------------
@@ -722,11 +725,15 @@ def _builder(query: Query, schema: Schema) -> Builder:
     plan = _lazy_plan(query, schema)
 
     measure = dp.zero_concentrated_divergence() if schema.zcdp else dp.max_divergence()
+    # Rows added or removed; with a person identifier, per-grouping bounds on them.
+    metric = dp.symmetric_distance()
+    if schema.privacy_unit.identifier is not None:
+        metric = dp.frame_distance(metric)
 
     def build(scale: float, threshold: int | None = None) -> Any:
         return dp.m.make_private_lazyframe(
             domain,
-            dp.symmetric_distance(),
+            metric,
             dp.approximate(measure) if threshold is not None else measure,
             plan,
             global_scale=scale,
@@ -740,20 +747,43 @@ def _build(query: Query, schema: Schema, scale: float, threshold: int | None = N
     return _builder(query, schema)(scale, threshold)
 
 
-def _loss(measurement: Any, d_in: int, private: bool) -> tuple[float, float]:
+def _d_in(query: Query, schema: Schema) -> Any:
+    """How far one person moves the data: the privacy unit, in OpenDP's terms.
+
+    A row privacy unit: one row. A person identifier: at most
+    ``max_rows_per_person`` rows (registration truncates to it), and, grouping
+    on columns with ``max_groups_per_person``, at most that many groups, which
+    OpenDP uses for the threshold of private keys (δ) and for Gaussian noise.
+    """
+    unit = schema.privacy_unit
+    if unit.identifier is None:
+        return 1
+    k = unit.max_rows_per_person
+    bounds = [dp.polars.Bound(by=[], per_group=k)]
+    if query.group_by and query.bins is None:
+        limits = [schema.column(g).max_groups_per_person for g in query.group_by]  # type: ignore[union-attr]
+        if any(limits):
+            groups = min(k, math.prod(limit or k for limit in limits))
+            by = [pl.col(g) for g in query.group_by]
+            bounds.append(dp.polars.Bound(by=by, per_group=k, num_groups=groups))
+    return bounds
+
+
+def _loss(measurement: Any, d_in: Any, private: bool) -> tuple[float, float]:
     loss = measurement.map(d_in)
     return (float(loss[0]), float(loss[1])) if private else (float(loss), 0.0)
 
 
 def _calibrate_threshold(
-    build: Builder, schema: Schema, scale: float, d_in: int, target_delta: float
+    build: Builder, schema: Schema, scale: float, d_in: Any, target_delta: float
 ) -> int:
     """Smallest threshold whose δ is within ``target_delta`` (δ falls as it grows)."""
 
     def delta_at(t: int) -> float:
         return _loss(build(scale, t), d_in, True)[1]
 
-    high = d_in + 1
+    rows = schema.privacy_unit.max_rows_per_person  # a threshold below it protects no one
+    high = rows + 1
     while delta_at(high) > target_delta:
         if high > schema.max_rows:
             raise PlanError(
@@ -761,8 +791,8 @@ def _calibrate_threshold(
                 f"need a noisy count above max_rows={schema.max_rows}; raise delta or epsilon"
             )
         high *= 2
-    low = high // 2 if high > d_in + 1 else d_in
-    while high - low > 1:  # invariant: delta_at(high) <= target < delta_at(low) (or low = d_in)
+    low = high // 2 if high > rows + 1 else rows
+    while high - low > 1:  # invariant: delta_at(high) <= target < delta_at(low) (or low = rows)
         mid = (low + high) // 2
         if delta_at(mid) <= target_delta:
             high = mid
@@ -844,7 +874,7 @@ def price(
             "delta is spent only when releasing group keys that are not public; "
             "this plan has none, so pass no delta"
         )
-    d_in = schema.privacy_unit.d_in
+    d_in = _d_in(query, schema)
     target = _largest_float_within(amount)
     # ε falls as 1/scale (Laplace), ρ as 1/scale² (Gaussian).
     power = 2.0 if schema.zcdp else 1.0
@@ -913,7 +943,17 @@ def price(
         raise PlanError(f"OpenDP cannot build this plan: {err}") from err
     epsilon, rho = (Decimal(0), amount) if schema.zcdp else (amount, Decimal(0))
     return PricedQuery(
-        query, dataset, epsilon, scale, delta, measurement, accuracy, part_accuracy, threshold, rho
+        query,
+        dataset,
+        epsilon,
+        scale,
+        delta,
+        measurement,
+        accuracy,
+        part_accuracy,
+        threshold,
+        rho,
+        d_in,
     )
 
 

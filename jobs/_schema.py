@@ -64,6 +64,10 @@ class ColumnSpec:
     #: Public upper bound on the number of distinct values (string/int columns
     #: grouped without public keys); it keeps float sums per group accurate.
     max_keys: int | None = None
+    #: Most distinct values of this column one person's rows may hold (identifier
+    #: privacy units); grouping on it then lets a person touch at most that many
+    #: groups. Registration keeps each person's first values and drops the rest.
+    max_groups_per_person: int | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -178,6 +182,16 @@ class Schema:
         if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
             raise SchemaError("max_rows must be a positive integer")
         unit = _parse_unit(raw.get("privacy_unit", "row"), {c.name: c for c in columns})
+        for c in columns:
+            if c.max_groups_per_person is None:
+                continue
+            if unit.identifier is None:
+                raise SchemaError(
+                    f"column {c.name!r}: max_groups_per_person needs a privacy unit that "
+                    "identifies people (privacy_unit = { column = ..., max_rows_per_person = ... })"
+                )
+            if c.name == unit.identifier:
+                raise SchemaError(f"column {c.name!r} is the privacy unit; it has no groups")
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise SchemaError("description must be a string")
@@ -210,6 +224,8 @@ class Schema:
                 spec["nullable"] = True
             if c.max_keys is not None:
                 spec["max_keys"] = c.max_keys
+            if c.max_groups_per_person is not None:
+                spec["max_groups_per_person"] = c.max_groups_per_person
             if c.description:
                 spec["description"] = c.description
             cols[c.name] = spec
@@ -247,9 +263,16 @@ def _parse_column(name: str, spec: Any) -> ColumnSpec:
         raise SchemaError(f"column name {name!r} must be letters, digits and _ (not first digit)")
     if not isinstance(spec, dict):
         raise SchemaError(f"column {name!r}: expected a table with at least `type`")
-    extra = sorted(
-        set(spec) - {"type", "bounds", "categories", "nullable", "description", "max_keys"}
-    )
+    known = {
+        "type",
+        "bounds",
+        "categories",
+        "nullable",
+        "description",
+        "max_keys",
+        "max_groups_per_person",
+    }
+    extra = sorted(set(spec) - known)
     if extra:
         raise SchemaError(f"column {name!r}: unknown key(s) {', '.join(extra)}")
     ctype = spec.get("type")
@@ -294,13 +317,22 @@ def _parse_column(name: str, spec: Any) -> ColumnSpec:
     description = spec.get("description", "")
     if not isinstance(description, str):
         raise SchemaError(f"column {name!r}: description must be a string")
+    max_groups = spec.get("max_groups_per_person")
+    if max_groups is not None:
+        if ctype == "float":
+            raise SchemaError(
+                f"column {name!r}: max_groups_per_person applies to columns one can group on, "
+                "not to float columns"
+            )
+        if not isinstance(max_groups, int) or isinstance(max_groups, bool) or max_groups < 1:
+            raise SchemaError(f"column {name!r}: max_groups_per_person must be a positive integer")
     max_keys = spec.get("max_keys")
     if max_keys is not None:
         if ctype not in ("string", "int"):
             raise SchemaError(f"column {name!r}: max_keys applies to string and int columns")
         if not isinstance(max_keys, int) or isinstance(max_keys, bool) or max_keys < 1:
             raise SchemaError(f"column {name!r}: max_keys must be a positive integer")
-    return ColumnSpec(name, ctype, bounds, categories, nullable, description, max_keys)
+    return ColumnSpec(name, ctype, bounds, categories, nullable, description, max_keys, max_groups)
 
 
 def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
@@ -441,18 +473,54 @@ def conform(frame: Any, schema: Schema) -> Any:
         out[spec.name] = series
     if problems:
         raise DataMismatch("the data does not match the schema:\n  " + "\n  ".join(problems))
-    conformed = pl.DataFrame(out)
+    return pl.DataFrame(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """What registration dropped to make each person's contribution fit the schema.
+
+    For the provider only: it is computed from the data.
+    """
+
+    rows_dropped: int = 0
+    persons_truncated: int = 0
+
+
+def truncate_contributions(frame: Any, schema: Schema) -> tuple[Any, Truncation]:
+    """Keep each person's first ``max_rows_per_person`` rows and first groups.
+
+    The stored data then obey the privacy unit's bounds, which the privacy
+    analysis assumes. Truncating is a stable transformation: adding or removing
+    one person changes at most ``max_rows_per_person`` rows of the result, so
+    it is sound whichever rows are kept; keeping the first ones in file order
+    makes it reproducible. For a column with ``max_groups_per_person = G``,
+    each person keeps the rows holding the first G distinct values they show
+    (null counts as a value).
+    """
+    import polars as pl
+
     unit = schema.privacy_unit
-    if unit.identifier is not None:
-        counts = conformed.group_by(unit.identifier).len()
-        over = counts.filter(pl.col("len") > unit.max_rows_per_person)
-        if over.height:
-            sample = ", ".join(f"{r[0]!r} ({r[1]} rows)" for r in over.head(5).iter_rows())
-            raise DataMismatch(
-                f"privacy unit column {unit.identifier!r}: {over.height} identifier(s) have more "
-                f"than max_rows_per_person={unit.max_rows_per_person} rows, e.g. {sample}"
-            )
-    return conformed
+    if unit.identifier is None:
+        return frame, Truncation()
+    ident = unit.identifier
+    # Each condition looks only at one person's own rows, so together they are
+    # still a per-person (stable) transformation.
+    marked = frame.with_row_index("__row").with_columns(
+        (pl.int_range(pl.len()).over(ident) < unit.max_rows_per_person).alias("__keep")
+    )
+    for spec in schema.columns:
+        if spec.max_groups_per_person is None:
+            continue
+        # Rank each person's distinct values by where they first appear.
+        marked = marked.with_columns(pl.col("__row").min().over(ident, spec.name).alias("__first"))
+        within = pl.col("__first").rank("dense").over(ident) <= spec.max_groups_per_person
+        marked = marked.with_columns(pl.col("__keep") & within).drop("__first")
+    dropped = marked.filter(~pl.col("__keep"))
+    if dropped.height == 0:
+        return frame, Truncation()
+    kept = marked.filter(pl.col("__keep")).drop("__row", "__keep")
+    return kept, Truncation(dropped.height, dropped.get_column(ident).n_unique())
 
 
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}

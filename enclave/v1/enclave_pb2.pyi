@@ -187,7 +187,7 @@ class CostEstimate(_message.Message):
     def __init__(self, total: _Optional[_Union[Cost, _Mapping]] = ..., releases: _Optional[_Iterable[_Union[ReleaseEstimate, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., fits_budget: _Optional[bool] = ...) -> None: ...
 
 class Column(_message.Message):
-    __slots__ = ("name", "type", "has_bounds", "lower", "upper", "categories", "nullable", "description", "max_keys")
+    __slots__ = ("name", "type", "has_bounds", "lower", "upper", "categories", "nullable", "description", "max_keys", "max_groups_per_person")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     HAS_BOUNDS_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +197,7 @@ class Column(_message.Message):
     NULLABLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MAX_KEYS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GROUPS_PER_PERSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     has_bounds: bool
@@ -206,7 +207,8 @@ class Column(_message.Message):
     nullable: bool
     description: str
     max_keys: int
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ..., description: _Optional[str] = ..., max_keys: _Optional[int] = ...) -> None: ...
+    max_groups_per_person: int
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., has_bounds: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ..., description: _Optional[str] = ..., max_keys: _Optional[int] = ..., max_groups_per_person: _Optional[int] = ...) -> None: ...
 
 class PrivacyUnit(_message.Message):
     __slots__ = ("identifier", "max_rows_per_person")
@@ -217,7 +219,7 @@ class PrivacyUnit(_message.Message):
     def __init__(self, identifier: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta")
+    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +228,8 @@ class DatasetInfo(_message.Message):
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     EQUIVALENT_DELTA_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     owner: str
@@ -234,7 +238,9 @@ class DatasetInfo(_message.Message):
     max_rows: int
     privacy_definition: str
     equivalent_delta: float
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ...) -> None: ...
+    rows_dropped: int
+    persons_truncated: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()

@@ -41,8 +41,7 @@ def tourism_zcdp(server, tourism, tmp_path_factory) -> str:
     """The same rows, in a dataset whose provider chose zCDP."""
     schema = tmp_path_factory.mktemp("zcdp") / "stays.schema.toml"
     schema.write_text(
-        'privacy_definition = "zcdp"\n'
-        + (ROOT / "demo" / "tourism_stays.schema.toml").read_text()
+        'privacy_definition = "zcdp"\n' + (ROOT / "demo" / "tourism_stays.schema.toml").read_text()
     )
     rows = next(tmp_path_factory.getbasetemp().glob("tourism*/stays.csv"))
     with Client(server.address, server.provider_token) as provider:

@@ -271,7 +271,7 @@ def test_privacy_map_equals_requested_epsilon(plan: str, epsilon: str, unit: str
     handle = DatasetHandle("t", schema, Path("/nonexistent/never/t.parquet"))
     eps = Decimal(epsilon)
     priced = price(PLANS[plan], handle, eps)
-    spent = priced.measurement.map(schema.privacy_unit.d_in)
+    spent = priced.measurement.map(priced.d_in)
     assert float(spent) <= float(eps)
     assert Decimal(float(spent)) <= eps  # the decimal the ledger charges covers the loss
     assert float(spent) == pytest.approx(float(eps), rel=1e-9)

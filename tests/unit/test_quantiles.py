@@ -479,7 +479,7 @@ def test_a_person_privacy_unit_doubles_the_quantile_noise() -> None:
     nowhere = Path("/nonexistent")
     by_row = price(query, DatasetHandle("t", rows, nowhere), Decimal(1))
     by_person = price(query, DatasetHandle("t", people, nowhere), Decimal(1))
-    assert by_person.measurement.map(2) <= 1
+    assert by_person.measurement.map(by_person.d_in) <= 1
     assert by_person.global_scale == pytest.approx(2 * by_row.global_scale, rel=1e-9)
     assert by_person.accuracy["m"][1] == pytest.approx(2 * by_row.accuracy["m"][1], rel=1e-9)
     assert by_person.accuracy["m"][2] == pytest.approx(2 * by_row.accuracy["m"][2], rel=1e-9)

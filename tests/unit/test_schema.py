@@ -11,7 +11,15 @@ import pytest
 
 from jobs import _schema
 from jobs._errors import DataMismatch, SchemaError
-from jobs._schema import DEFAULT_MAX_ROWS, ColumnSpec, PrivacyUnit, Schema, conform
+from jobs._schema import (
+    DEFAULT_MAX_ROWS,
+    ColumnSpec,
+    PrivacyUnit,
+    Schema,
+    Truncation,
+    conform,
+    truncate_contributions,
+)
 
 # --- parsing ---------------------------------------------------------------------------
 
@@ -451,13 +459,6 @@ MISMATCHES = {
         read_csv_as_text(GOOD_CSV + "f,north,1,1,true,\ng,north,1,1,true,\nh,north,1,1,true,\n"),
         [r"the data has 9 rows, more than max_rows=8"],
     ),
-    "too_many_rows_per_person": (
-        read_csv_as_text(_csv({(3, "id"): "a"})),
-        [
-            r"privacy unit column 'id': 1 identifier\(s\) have more than max_rows_per_person=2 rows, "
-            r"e\.g\. 'a' \(3 rows\)"
-        ],
-    ),
 }
 
 
@@ -514,3 +515,71 @@ def test_conform_refuses_lossy_casts_of_typed_columns(column: str, series: pl.Se
     frame = read_csv_as_text(GOOD_CSV).with_columns(series)
     with pytest.raises(DataMismatch, match=f"column '{column}'"):
         conform(frame, DATA_SCHEMA)
+
+
+def test_registration_truncates_each_person_to_max_rows_in_file_order() -> None:
+    """Person 'a' has three rows for a bound of two: the first two are kept."""
+    frame = conform(read_csv_as_text(_csv({(3, "id"): "a"})), DATA_SCHEMA)
+    kept, truncation = truncate_contributions(frame, DATA_SCHEMA)
+    assert truncation == Truncation(rows_dropped=1, persons_truncated=1)
+    assert kept.height == frame.height - 1
+    assert kept.filter(pl.col("id") == "a").get_column("nights").to_list() == [1, 14]
+    assert kept.columns == frame.columns
+    unchanged, none = truncate_contributions(kept, DATA_SCHEMA)
+    assert none == Truncation()
+    assert unchanged.equals(kept)
+
+
+def test_registration_truncates_each_person_to_their_first_groups() -> None:
+    schema = Schema.from_dict(
+        {
+            "privacy_unit": {"column": "id", "max_rows_per_person": 3},
+            "columns": {
+                "id": {"type": "string"},
+                "g": {
+                    "type": "category",
+                    "categories": ["a", "b", "c"],
+                    "max_groups_per_person": 1,
+                },
+                "x": {"type": "int", "bounds": [0, 10]},
+            },
+        }
+    )
+    frame = pl.DataFrame(
+        {
+            "id": ["p", "p", "q", "p", "p", "q", "q", "q", "r"],
+            "g": ["b", "a", "a", "b", "b", "b", "a", "a", "c"],
+            "x": list(range(9)),
+        }
+    )
+    kept, truncation = truncate_contributions(frame, schema)
+    # p: first three rows are x=0 (b), 1 (a), 3 (b); its first group is b -> 0, 3.
+    # q: first three rows are 2 (a), 5 (b), 6 (a); its first group is a -> 2, 6.
+    assert kept.get_column("x").to_list() == [0, 2, 3, 6, 8]
+    assert truncation == Truncation(rows_dropped=4, persons_truncated=2)
+    per_person = kept.group_by("id").agg(pl.col("g").n_unique(), pl.len())
+    assert per_person.get_column("g").max() == 1
+    assert per_person.get_column("len").max() <= 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"privacy_unit": "row"}, "needs a privacy unit that identifies people"),
+        ({"g_spec": {"type": "float", "bounds": [0, 1]}}, "not to float columns"),
+        ({"g_max": 0}, "positive integer"),
+        ({"on_id": True}, "is the privacy unit"),
+    ],
+)
+def test_max_groups_per_person_is_checked(extra: dict[str, object], fragment: str) -> None:
+    g_spec: dict[str, object] = extra.get("g_spec") or {"type": "category", "categories": ["a"]}  # type: ignore[assignment]
+    g_spec = dict(g_spec, max_groups_per_person=extra.get("g_max", 1))
+    id_spec: dict[str, object] = {"type": "string"}
+    if extra.get("on_id"):
+        id_spec["max_groups_per_person"] = 1
+    raw = {
+        "privacy_unit": extra.get("privacy_unit", {"column": "id", "max_rows_per_person": 2}),
+        "columns": {"id": id_spec, "g": g_spec},
+    }
+    with pytest.raises(SchemaError, match=fragment):
+        Schema.from_dict(raw)
