@@ -786,9 +786,11 @@ def _calibrate_threshold(
     high = rows + 1
     while delta_at(high) > target_delta:
         if high > schema.max_rows:
+            measure = "rho" if schema.zcdp else "epsilon"
             raise PlanError(
-                f"delta={target_delta} is too small for this epsilon: releasing a key would "
-                f"need a noisy count above max_rows={schema.max_rows}; raise delta or epsilon"
+                f"delta={target_delta:.3g} is too small for this {measure}: releasing a key "
+                f"would need a noisy count above max_rows={schema.max_rows}; raise delta or "
+                f"{measure}"
             )
         high *= 2
     low = high // 2 if high > rows + 1 else rows
@@ -867,7 +869,8 @@ def price(
     if private and delta <= 0:
         raise PlanError(
             "this plan groups on a column whose keys are not public: the keys are released "
-            "by thresholding, which costs delta; pass e.g. release(plan, epsilon=1, delta=1e-7)"
+            "by thresholding, which costs delta; pass e.g. release(plan, "
+            f"{'rho=0.1' if schema.zcdp else 'epsilon=1'}, delta=1e-7)"
         )
     if not private and delta > 0:
         raise PlanError(
@@ -890,7 +893,7 @@ def price(
                 break
             scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
         else:  # pragma: no cover - the map is linear in 1/scale
-            raise PlanError("could not calibrate the noise to the requested epsilon")
+            raise PlanError("could not calibrate the noise to the requested privacy loss")
         if private:
             threshold = _calibrate_threshold(
                 build, schema, scale, d_in, _largest_float_within(delta)
@@ -1015,9 +1018,19 @@ def _released(
         "ci95": [lo, hi],
         "aggregate": "mean",
         "column": agg.column,
-        "mechanism": "noisy sum / noisy count",
+        "mechanism": composite_mechanism("mean", priced.accuracy[f"{agg.alias}__sum"][0]),
         "noise_scale": priced.accuracy[f"{agg.alias}__sum"][1],
     }
+
+
+def composite_mechanism(op: str, distribution: str) -> str:
+    """How an aggregate made of several noisy statistics was released.
+
+    >>> composite_mechanism("mean", "Float Laplace")
+    'noisy sum / noisy count (Float Laplace)'
+    """
+    parts = "noisy sum / noisy count" if op == "mean" else "noisy sum of squares, sum and count"
+    return f"{parts} ({distribution})"
 
 
 def _spread(
@@ -1061,7 +1074,7 @@ def _spread(
         "ci95": [lo, hi],
         "aggregate": agg.op,
         "column": agg.column,
-        "mechanism": "noisy sum of squares, sum and count",
+        "mechanism": composite_mechanism(agg.op, priced.accuracy[f"{agg.alias}__sum"][0]),
         "noise_scale": priced.accuracy[f"{agg.alias}__sum"][1],
     }
 
@@ -1174,6 +1187,8 @@ def placeholder(priced: PricedQuery) -> Any:
                 number = (hi - lo) / math.sqrt(12)
             part = agg.alias if agg.op == "sum" else f"{agg.alias}__sum"
             distribution, scale, _half = priced.accuracy[part]
+            if agg.op != "sum":
+                distribution = composite_mechanism(agg.op, distribution)
         return {
             "value": number,
             "ci95": [number, number],
