@@ -31,6 +31,14 @@ SCRIPTS = {
         'd = dataset().with_columns(per=col("spend") / col("nights"), long=col("nights") >= 7)\n'
         'result["x"] = release(d.filter(col("long")).agg(mean("per"), count()), epsilon=0.3)'
     ),
+    "quantiles": (
+        'result["x"] = release(dataset().agg(median("age"), quantile("spend", [0.1, 0.9]), '
+        "count()), epsilon=0.4)"
+    ),
+    "when and select": (
+        'd = dataset().select("spend", "region", band=when(col("age") < 40).then(1).otherwise(2))\n'
+        'result["x"] = release(d.group_by("region").agg(mean("band"), sum("spend")), epsilon=0.3)'
+    ),
     "several": (
         "a = release(dataset().count(), epsilon=0.1)\n"
         'b = release(dataset().filter(col("region").is_in(["north"])).count(), epsilon=1/3)\n'

@@ -1,6 +1,10 @@
 """Neighbouring datasets: one person more or less changes neither the price nor,
 beyond sampling error, the distribution of a release by more than e^epsilon.
 
+The added person has more rows than the privacy unit allows: registration
+truncates them (`jobs.truncate_contributions`), as it does for real uploads. On
+zCDP datasets the bound checked is the (ε, δ) that ρ converts to.
+
 The distinguishing test uses the tail event E = {released count >= n + k}
 (n: rows of D, k: rows of the added person), the event that best separates D
 from D' for an additive-noise count. DP requires P(E | D') <= e^eps P(E | D).
@@ -19,18 +23,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from jobs import DatasetHandle, Schema
-from jobs._compiler import price
+from jobs import DatasetHandle, Schema, truncate_contributions
+from jobs._compiler import price, zcdp_epsilon
 from jobs._plan import Agg, BinOp, Col, Lit, Query
 
 N = 4000
 EPSILON = Decimal(1)
 
 
-def schema(unit: object) -> Schema:
+def schema(unit: object, definition: str = "pure_dp") -> Schema:
     return Schema.from_dict(
         {
             "max_rows": 10_000,
+            "privacy_definition": definition,
             "privacy_unit": unit,
             "columns": {
                 "person": {"type": "string"},
@@ -62,22 +67,42 @@ QUERIES = {
 }
 
 
+RHO = Decimal("0.5")
+EQUIVALENT_DELTA = 1e-6
+
+
+PERSON = {"column": "person", "max_rows_per_person": 2}
+CASES = [
+    (name, unit, definition)
+    for name in sorted(QUERIES)
+    for unit, definition in (("row", "pure_dp"), (PERSON, "pure_dp"), (PERSON, "zcdp"))
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("unit", ["row", {"column": "person", "max_rows_per_person": 2}])
-@pytest.mark.parametrize("name", sorted(QUERIES))
-def test_one_more_person_is_hidden_within_epsilon(name: str, unit: object, tmp_path: Path) -> None:
-    sch = schema(unit)
+@pytest.mark.parametrize(("name", "unit", "definition"), CASES)
+def test_one_more_person_is_hidden_within_epsilon(
+    name: str, unit: object, definition: str, tmp_path: Path
+) -> None:
+    sch = schema(unit, definition)
     k = sch.privacy_unit.max_rows_per_person
-    d, d_prime = frames(k)
+    # A person with more rows than the unit allows is truncated at registration.
+    d, d_prime = frames(1 if unit == "row" else k + 2)
+    d_prime = truncate_contributions(d_prime, sch)[0]
+    assert d_prime.height == d.height + k
     query = QUERIES[name]
+    amount = RHO if sch.zcdp else EPSILON
     priced = []
     for label, frame in (("d", d), ("d_prime", d_prime)):
         path = tmp_path / f"{label}.parquet"
         frame.write_parquet(path)
-        priced.append(price(query, DatasetHandle("t", sch, path), EPSILON))
+        priced.append(price(query, DatasetHandle("t", sch, path), amount))
     # The price is a function of the plan and the public schema only.
     assert priced[0].global_scale == priced[1].global_scale
-    assert priced[0].epsilon == priced[1].epsilon == EPSILON
+    assert (priced[0].epsilon, priced[0].rho) == (priced[1].epsilon, priced[1].rho)
+    epsilon, delta = float(EPSILON), 0.0
+    if sch.zcdp:
+        epsilon, delta = zcdp_epsilon(RHO, EQUIVALENT_DELTA), EQUIVALENT_DELTA
 
     def truth(frame: pl.DataFrame) -> int:
         return frame.height if name == "count" else frame.filter(pl.col("region") == "a").height
@@ -89,8 +114,9 @@ def test_one_more_person_is_hidden_within_epsilon(name: str, unit: object, tmp_p
         hits.append(sum(p.measurement(lazy).collect().item() >= threshold for _ in range(N)))
     p_d, p_dprime = hits[0] / N, hits[1] / N
     assert p_d > 0.05  # enough events for the estimate to mean something
-    log_ratio = math.log(p_dprime) - math.log(p_d)
+    # (ε, δ)-DP: P(E | D') <= e^ε P(E | D) + δ.
+    log_ratio = math.log(p_dprime - delta) - math.log(p_d)
     se = math.sqrt((1 - p_d) / (N * p_d) + (1 - p_dprime) / (N * p_dprime))
-    assert log_ratio <= float(EPSILON) + 6 * se
+    assert log_ratio <= epsilon + 6 * se
     # And the test has power: the two datasets are distinguishable at all.
     assert log_ratio > 0.3
