@@ -715,12 +715,50 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
 Builder = Callable[[float, "int | None"], Any]
 
 
+def _names_in(e: Expr) -> set[str]:
+    if isinstance(e, Col):
+        return {e.name}
+    if isinstance(e, Lit):
+        return set()
+    if isinstance(e, BinOp):
+        return _names_in(e.left) | _names_in(e.right)
+    if isinstance(e, When):
+        return _names_in(e.cond) | _names_in(e.then) | _names_in(e.otherwise)
+    return _names_in(e.arg)
+
+
+def columns_read(query: Query, schema: Schema) -> tuple[str, ...]:
+    """The dataset's columns a plan reads, in schema order.
+
+    Scanning only these is a projection (rows are kept, so neighbouring datasets
+    stay neighbours) and it matters: OpenDP reads every column it is handed
+    (measured: a count over 1M rows of the 11-column demo table takes 47 ms on all
+    columns, 5 ms on one). A plan that reads no column (a bare count) still needs
+    one to count rows: the narrowest non-nullable one.
+    """
+    names: set[str] = set(query.group_by)
+    for expr in (*query.filters, *(e for _n, e in query.derived)):
+        names |= _names_in(expr)
+    names |= {a.column for a in query.aggs if a.column is not None}
+    read = tuple(c.name for c in schema.columns if c.name in names)
+    if read:
+        return read
+    cheapest = {"bool": 0, "int": 1, "float": 1, "category": 2, "string": 3}
+    candidates = [c for c in schema.columns if not c.nullable] or list(schema.columns)
+    return (min(candidates, key=lambda c: cheapest[c.type]).name,)
+
+
 def _builder(query: Query, schema: Schema) -> Builder:
     """Measurements of ``query`` at any scale and threshold.
 
     The input domain and the Polars plan do not depend on either, so calibration
-    (two builds, or ~20 for a threshold search) makes them once.
+    (two builds, or ~20 for a threshold search) makes them once. Both cover only
+    the columns the plan reads (`columns_read`), which evaluation scans alone.
     """
+    schema = dataclasses.replace(
+        schema,
+        columns=tuple(schema.column(c) for c in columns_read(query, schema)),  # type: ignore[misc]
+    )
     domain = _input_domain(schema, query.group_by, query.bins is not None)
     plan = _lazy_plan(query, schema)
 
@@ -1100,7 +1138,8 @@ def evaluate(priced: PricedQuery) -> Any:
 
 def _evaluate(priced: PricedQuery) -> Any:
     query, schema = priced.query, priced.dataset.schema
-    rows = priced.measurement(pl.scan_parquet(priced.dataset.path)).collect().to_dicts()
+    scan = pl.scan_parquet(priced.dataset.path).select(columns_read(query, schema))
+    rows = priced.measurement(scan).collect().to_dicts()
     by_key = {tuple(r[g] for g in query.group_by): r for r in rows}
     view = with_derived(query, schema)
     specs = {a.alias: view.column(a.column) if a.column else None for a in query.aggs}
