@@ -368,6 +368,8 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
     assert isinstance(e, BinOp)
     left, right = _shape_of(e.left, schema), _shape_of(e.right, schema)
     nullable = left.nullable or right.nullable
+    if e.op == "truediv" and _may_be_zero(right):
+        nullable = True  # x / 0 is null (see _to_polars)
     if e.op not in ("add", "sub", "mul", "truediv"):
         return _Shape("bool", (0, 1), nullable)
     kind = "int" if left.type == right.type == "int" and e.op != "truediv" else "float"
@@ -385,9 +387,19 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
     elif r > 0 or s < 0:  # the divisor's range excludes 0
         corners = [p / r, p / s, q / r, q / s]
         result = (min(corners), max(corners))
+    elif right.type in ("int", "bool"):
+        # Rows dividing by 0 are null; the other divisors are integers of
+        # [r, -1] and [1, s], whose extremes bound the quotient.
+        divisors = [d for d in (r, -1, 1, s) if d != 0 and r <= d <= s]
+        corners = [x / d for x in (p, q) for d in divisors]
+        result = (min(corners), max(corners)) if corners else None
     else:
-        result = None
+        result = None  # a float divisor may come arbitrarily close to 0
     return _Shape(kind, result, nullable)
+
+
+def _may_be_zero(divisor: _Shape) -> bool:
+    return divisor.bounds is None or divisor.bounds[0] <= 0 <= divisor.bounds[1]
 
 
 def with_derived(query: Query, schema: Schema) -> Schema:
@@ -499,7 +511,8 @@ def validate(query: Query, schema: Schema) -> None:
             raise PlanError(f"{a.op}({a.column!r}): column is {spec.type}, not numeric")
         if spec.nullable:
             raise PlanError(
-                f"{a.op}({a.column!r}): the column may hold nulls; fill them first, e.g. "
+                f"{a.op}({a.column!r}): the column may hold nulls (missing values, or "
+                "a division by 0, which gives null); fill them first, e.g. "
                 f"with_columns({a.column}_filled=col({a.column!r}).fill_null(0))"
             )
         if a.op == "quantile":
@@ -595,6 +608,10 @@ def _to_polars(e: Expr, view: Schema) -> pl.Expr:
         terms = [arg.is_null() if v is None else arg == pl.lit(v) for v in e.values]
         return functools.reduce(operator.or_, terms, pl.lit(False))
     left, right = _to_polars(e.left, view), _to_polars(e.right, view)
+    if e.op == "truediv" and _may_be_zero(_shape_of(e.right, view)):
+        # Polars would give ±inf or NaN for x / 0, and OpenDP would then silently
+        # impute NaN; a null instead falls under the explicit fill_null rule.
+        right = right.replace(0, None)
     ops = {
         "add": left.__add__,
         "sub": left.__sub__,

@@ -20,6 +20,7 @@ from jobs._plan import (
     FillNull,
     Lit,
     Query,
+    UnaryOp,
     When,
     from_wire,
     to_wire,
@@ -65,7 +66,9 @@ def derived(expr: object, *aggs: Agg, filters: tuple = ()) -> Query:
         (BinOp("sub", Col("a"), Col("f")), "float", (-1, 11), False),
         (BinOp("mul", Col("f"), Lit(-3)), "float", (-3, 3), False),
         (BinOp("truediv", Col("a"), Lit(2)), "float", (0, 5), False),
-        (BinOp("truediv", Col("a"), Col("f")), "float", None, False),
+        (BinOp("truediv", Col("a"), Col("f")), "float", None, True),  # x / 0 is null
+        (BinOp("truediv", Col("f"), Col("a")), "float", (-1, 1), True),  # int a: |a| >= 1
+        (BinOp("truediv", Col("a"), BinOp("sub", Col("a"), Lit(5))), "float", (-10, 10), True),
         (Clip(Col("f"), 0, 0.5), "float", (0, 0.5), False),
         (Clip(Col("a"), 2, 3), "int", (2, 3), False),
         (FillNull(Col("n"), 9.0), "float", (0, 9), False),
@@ -113,7 +116,8 @@ def test_released_values_match_polars(handle: DatasetHandle) -> None:
     ("query", "fragment"),
     [
         (derived(BinOp("mul", Col("n"), Lit(2.0))), "fill them first"),
-        (derived(BinOp("truediv", Col("a"), Col("f"))), "no known bounds"),
+        (derived(BinOp("truediv", Col("a"), Col("f"))), "division by 0"),
+        (derived(FillNull(BinOp("truediv", Col("a"), Col("f")), 0.0)), "no known bounds"),
         (
             Query(
                 "t", (), (), (Agg("count", None, None, "c"),), "record", derived=(("a", Lit(1)),)
@@ -142,7 +146,9 @@ def test_invalid_derived_columns_are_plan_errors(query: Query, fragment: str, ha
 
 
 def test_a_researcher_clamp_makes_an_unbounded_column_summable(handle: DatasetHandle) -> None:
-    query = derived(BinOp("truediv", Col("a"), Col("f")), Agg("sum", "d", (-10, 10), "s"))
+    query = derived(
+        FillNull(BinOp("truediv", Col("a"), Col("f")), 0.0), Agg("sum", "d", (-10, 10), "s")
+    )
     priced = price(query, handle, Decimal(1))
     # scale = 10 / epsilon, plus OpenDP's allowance for float rounding
     assert 10.0 <= priced.accuracy["s"][1] < 11.0
@@ -238,3 +244,35 @@ def test_select_scopes_the_columns_later_steps_may_use() -> None:
             step()
     ns["release"](picked.filter(col("a") > 1).group_by("g").agg(ns["sum"]("half")), 1)
     assert seen[0].derived == (("half", BinOp("truediv", Col("f"), Lit(2))),)
+
+
+def test_division_by_zero_is_null_never_nan(tmp_path: Path) -> None:
+    """Polars gives inf or NaN for x / 0, which OpenDP would silently replace by the
+    middle of the bounds; Enclave makes it null, so the researcher fills it explicitly."""
+    schema = Schema.from_dict(
+        {
+            "columns": {
+                "x": {"type": "float", "bounds": [0, 10]},
+                "k": {"type": "int", "bounds": [0, 4]},
+            }
+        }
+    )
+    path = tmp_path / "z.parquet"
+    pl.DataFrame({"x": [0.0, 1.0, 6.0, 8.0], "k": [0, 0, 3, 4]}).write_parquet(path)
+    handle = DatasetHandle("t", schema, path)
+    ratio = BinOp("truediv", Col("x"), Col("k"))
+    query = Query(
+        "t",
+        (),
+        (),
+        (Agg("sum", "r", None, "s"), Agg("sum", "missing", None, "m")),
+        "record",
+        derived=(
+            ("r", FillNull(ratio, -1.0)),
+            ("missing", UnaryOp("is_null", ratio)),
+        ),
+    )
+    assert with_derived(query, schema).column("r").bounds == (-1, 10)  # k >= 1 where not null
+    out = evaluate(price(query, handle, Decimal(100_000)))
+    assert out["s"]["value"] == pytest.approx(-1 - 1 + 2 + 2, abs=0.01)
+    assert out["m"]["value"] == 2
