@@ -3,6 +3,7 @@ or fail with a message that says what to change; nothing in between crashes."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import polars as pl
@@ -48,6 +49,22 @@ def test_extreme_epsilons_price_within_the_charge_and_release(
     value = evaluate(priced)
     lo, hi = value["ci95"]
     assert lo <= value["value"] <= hi
+
+
+ZCDP = Schema.from_dict({**SCHEMA.to_dict(), "privacy_definition": "zcdp"})
+
+
+@pytest.mark.parametrize("rho", ["1e-12", "1e-6", "100", "1000000"])
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_extreme_rhos_price_within_the_charge_and_release(
+    handle: DatasetHandle, name: str, rho: str
+) -> None:
+    priced = price(PLANS[name], DatasetHandle("t", ZCDP, handle.path), Decimal(rho))
+    assert priced.measurement.map(1) <= float(rho)
+    value = evaluate(priced)
+    lo, hi = value["ci95"]
+    assert lo <= value["value"] <= hi
+    assert all(math.isfinite(x) for x in (lo, hi, value["value"]))
 
 
 @pytest.mark.parametrize(
