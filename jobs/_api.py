@@ -547,7 +547,12 @@ class Frame(_Releasable):
         return Frame(self._dataset, self._filters, (*self._derived, *added), selected)
 
     def group_by(self, *columns: Any) -> GroupedFrame:
-        """Group on columns with public keys (category or bool columns)."""
+        """Group on columns with public keys, or on a string column by thresholding.
+
+        Public keys: category and bool columns, narrow int columns, and derived
+        booleans or narrow ints. A string column's keys are released only where
+        their noisy count passes a threshold (the release then costs delta).
+        """
         if not columns:
             raise PlanError("group_by(...) needs at least one column")
         names = tuple(_column_name(c, "group_by") for c in columns)

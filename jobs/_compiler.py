@@ -67,7 +67,7 @@ from ._plan import (
     When,
     quantile_args,
 )
-from ._schema import ColumnSpec, DatasetHandle, Schema
+from ._schema import MAX_INT_KEYS, ColumnSpec, DatasetHandle, Schema
 
 # "contrib" holds the Polars integration. The feature that would let a plan run
 # arbitrary Python functions on the data is never enabled (invariant 5).
@@ -446,8 +446,17 @@ def validate(query: Query, schema: Schema) -> None:
     base = {c.name for c in schema.columns}
     schema = with_derived(query, schema)
     for g in query.group_by:
-        if g not in base and schema.column(g) is not None:
-            raise PlanError(f"cannot group by {g!r}: grouping on derived columns is not supported")
+        spec = schema.column(g)
+        if g in base or spec is None or query.bins is not None or spec.keys is not None:
+            continue
+        # A derived column's values are not declared anywhere: only keys that
+        # follow from its type and derived bounds are public.
+        raise PlanError(
+            f"cannot group by the derived column {g!r}: its keys are not public; group on a "
+            "boolean, or on an int column whose derived bounds span at most "
+            f"{MAX_INT_KEYS:,} values (clip it, or build it with when/then), or use "
+            f"histogram({g!r}, bins=[...])"
+        )
     for f in query.filters:
         if _expr_kind(f, schema, ds) != "boolean":
             raise PlanError("filter(...) needs a condition, e.g. col('age') >= 18")
@@ -541,8 +550,9 @@ def _input_domain(schema: Schema, group_by: tuple[str, ...], binned: bool) -> An
     domain = dp.lazyframe_domain(series)
     # max_length is the public max_rows: OpenDP needs it to bound float rounding in sums.
     domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=schema.max_rows))
-    if group_by and not binned:
-        # (A histogram only counts, and its keys are derived: no margin needed.)
+    if group_by and not binned and all(schema.column(g) is not None for g in group_by):
+        # (A histogram only counts, and its keys are derived: no margin needed. Nor
+        # can one be declared for a derived column, which the input does not have.)
         margin = dp.polars.Margin(
             by=[pl.col(g) for g in group_by],
             max_length=schema.max_rows,
@@ -654,7 +664,8 @@ def has_private_keys(query: Query, schema: Schema) -> bool:
 def _group_keys(query: Query, schema: Schema) -> list[tuple[Any, ...]]:
     if query.bins is not None:
         return [(label,) for label in bin_labels(query.bins)]
-    key_lists = [schema.column(g).keys or () for g in query.group_by]  # type: ignore[union-attr]
+    view = with_derived(query, schema)  # derived columns' keys follow from their bounds
+    key_lists = [view.column(g).keys or () for g in query.group_by]  # type: ignore[union-attr]
     return list(itertools.product(*key_lists))
 
 
@@ -705,7 +716,7 @@ def _lazy_plan(query: Query, schema: Schema) -> pl.LazyFrame:
             exprs.append(squares.alias(f"{a.alias}__sq"))
     if not query.group_by:
         return lf.select(exprs)
-    key_types = {g: _POLARS_TYPES[schema.column(g).type] for g in query.group_by}  # type: ignore[union-attr]
+    key_types = {g: _POLARS_TYPES[view.column(g).type] for g in query.group_by}  # type: ignore[union-attr]
     if query.bins is not None:
         [g] = query.group_by
         labels = bin_labels(query.bins)
@@ -816,7 +827,10 @@ def _d_in(query: Query, schema: Schema) -> Any:
     k = unit.max_rows_per_person
     bounds = [dp.polars.Bound(by=[], per_group=k)]
     if query.group_by and query.bins is None:
-        limits = [schema.column(g).max_groups_per_person for g in query.group_by]  # type: ignore[union-attr]
+        limits = [
+            spec.max_groups_per_person if (spec := schema.column(g)) is not None else None
+            for g in query.group_by
+        ]
         if any(limits):
             groups = min(k, math.prod(limit or k for limit in limits))
             by = [pl.col(g) for g in query.group_by]

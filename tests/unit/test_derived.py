@@ -126,9 +126,14 @@ def test_released_values_match_polars(handle: DatasetHandle) -> None:
         ),
         (
             Query(
-                "t", (), ("d",), (Agg("count", None, None, "c"),), "table", derived=(("d", Lit(1)),)
+                "t",
+                (),
+                ("d",),
+                (Agg("count", None, None, "c"),),
+                "table",
+                derived=(("d", BinOp("mul", Col("f"), Lit(2.0))),),
             ),
-            "derived columns",
+            "keys are not public",
         ),
         (derived(FillNull(Col("n"), "zero")), "fill_null"),
         (derived(Clip(Col("g"), 0, 1)), "clip"),
@@ -276,3 +281,37 @@ def test_division_by_zero_is_null_never_nan(tmp_path: Path) -> None:
     out = evaluate(price(query, handle, Decimal(100_000)))
     assert out["s"]["value"] == pytest.approx(-1 - 1 + 2 + 2, abs=0.01)
     assert out["m"]["value"] == 2
+
+
+def test_grouping_on_derived_columns_with_public_keys(handle: DatasetHandle) -> None:
+    """A when/then band and a comparison are groupable: their keys follow from their
+    derived type and bounds; every key comes back, absent ones as noisy zeros."""
+    band = When(
+        BinOp("le", Col("a"), Lit(1)), Lit(1), When(BinOp("le", Col("a"), Lit(3)), Lit(2), Lit(3))
+    )
+    query = Query(
+        "t",
+        (),
+        ("g", "band", "big"),
+        (Agg("count", None, None, "n"), Agg("sum", "f", None, "s")),
+        "table",
+        derived=(("band", band), ("big", BinOp("ge", Col("a"), Lit(3)))),
+    )
+    out = evaluate(price(from_wire(to_wire(query)), handle, Decimal(100_000)))
+    assert [(r["g"], r["band"], r["big"]) for r in out] == [
+        (g, b, big) for g in ("x", "y") for b in (1, 2, 3) for big in (False, True)
+    ]
+    a = pl.col("a")
+    truth = (
+        FRAME.with_columns(
+            pl.when(a <= 1).then(1).when(a <= 3).then(2).otherwise(3).alias("band"),
+            (a >= 3).alias("big"),
+        )
+        .group_by("g", "band", "big")
+        .agg(pl.len().alias("n"), pl.col("f").sum().alias("s"))
+    )
+    expected = {(r["g"], r["band"], r["big"]): r for r in truth.iter_rows(named=True)}
+    for row in out:
+        want = expected.get((row["g"], row["band"], row["big"]), {"n": 0, "s": 0.0})
+        assert row["n"]["value"] == pytest.approx(want["n"], abs=2)
+        assert row["s"]["value"] == pytest.approx(want["s"], abs=2)
