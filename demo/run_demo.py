@@ -20,7 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo-data"
 ENCLAVE = [sys.executable, "-m", "enclave"]
-EXAMPLES = ["overview.py", "by_department.py", "foreign_visitors.py", "towns.py"]
+EXAMPLES = [
+    "overview.py",
+    "by_department.py",
+    "foreign_visitors.py",
+    "towns.py",
+    "spend_by_age.py",
+]
 
 
 def run(args: list[str], token: str | None = None, address: str | None = None) -> str:
