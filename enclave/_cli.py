@@ -160,10 +160,11 @@ def _print_estimate(estimate: Estimate, as_json: bool) -> None:
 def _remaining(b: Budget) -> str:
     if b.privacy_definition == "zcdp":
         return (
-            f"rho={b.rho_remaining}, delta={b.delta_remaining} (as (epsilon="
-            f"{float(b.epsilon_equivalent_remaining):.4g}, delta={b.delta_equivalent_remaining}))"
+            f"rho={fmt.amount(b.rho_remaining)}, delta={fmt.amount(b.delta_remaining)} (as "
+            f"(epsilon={float(b.epsilon_equivalent_remaining):.4g}, "
+            f"delta={fmt.amount(b.delta_equivalent_remaining)}))"
         )
-    return f"epsilon={b.epsilon_remaining}, delta={b.delta_remaining}"
+    return f"epsilon={fmt.amount(b.epsilon_remaining)}, delta={fmt.amount(b.delta_remaining)}"
 
 
 def _definition(info: Any) -> str:
@@ -346,18 +347,19 @@ def _budget_row(b: Budget) -> list[str]:
         return [
             b.dataset,
             "rho",
-            str(b.rho_cap),
-            str(b.rho_spent),
-            f"{b.rho_remaining} (epsilon {eq} at delta {b.delta_equivalent_remaining})",
-            str(b.delta_remaining),
+            fmt.amount(b.rho_cap),
+            fmt.amount(b.rho_spent),
+            f"{fmt.amount(b.rho_remaining)} (epsilon {eq} at delta "
+            f"{fmt.amount(b.delta_equivalent_remaining)})",
+            fmt.amount(b.delta_remaining),
         ]
     return [
         b.dataset,
         "epsilon",
-        str(b.epsilon_cap),
-        str(b.epsilon_spent),
-        str(b.epsilon_remaining),
-        str(b.delta_remaining),
+        fmt.amount(b.epsilon_cap),
+        fmt.amount(b.epsilon_spent),
+        fmt.amount(b.epsilon_remaining),
+        fmt.amount(b.delta_remaining),
     ]
 
 

@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._address import is_loopback, split_listen
 from ._errors import InvalidArgument, JobFailed
+from ._format import amount
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
 
@@ -75,14 +76,14 @@ class Cost:
     def __str__(self) -> str:
         parts = []
         if self.epsilon or not self.rho:
-            parts.append(f"epsilon={self.epsilon}")
+            parts.append(f"epsilon={amount(self.epsilon)}")
         if self.rho:
-            parts.append(f"rho={self.rho}")
+            parts.append(f"rho={amount(self.rho)}")
         if self.delta:
-            parts.append(f"delta={self.delta}")
+            parts.append(f"delta={amount(self.delta)}")
         text = ", ".join(parts)
         if self.rho:
-            eq = f"epsilon={_short(self.epsilon_equivalent)}, delta={self.delta_equivalent}"
+            eq = f"epsilon={_short(self.epsilon_equivalent)}, delta={amount(self.delta_equivalent)}"
             text += f" (as ({eq}))"
         return text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 
@@ -14,6 +15,16 @@ def is_released(value: Any) -> bool:
         return isinstance(value.get("rank_error"), (int, float))
     ci = value.get("ci95")
     return isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)
+
+
+def amount(x: Decimal) -> str:
+    """An exact privacy amount in positional notation: ``0.0000009``, never ``9E-7``.
+
+    >>> amount(Decimal("9E-7")), amount(Decimal("3")), amount(Decimal("1E+1"))
+    ('0.0000009', '3', '10')
+    """
+    text = f"{x:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def number(x: Any) -> str:
@@ -31,7 +42,7 @@ def released(value: dict[str, Any]) -> str:
     """``12,345  (95% CI 12,300 .. 12,390)``; a quantile's accuracy is in rows of rank."""
     if value["ci95"] is None:
         rows = number(round(value["rank_error"]))
-        return f"{number(value['value'])}  (95%: rank within {rows} rows of the best candidate's)"
+        return f"{number(value['value'])}  (95%: rank ±{rows} rows)"
     lo, hi = value["ci95"]
     return f"{number(value['value'])}  (95% CI {number(lo)} .. {number(hi)})"
 

@@ -775,7 +775,7 @@ class Released(_Frozen):
     def __repr__(self) -> str:
         if self.ci95 is None:
             rows = self.rank_error
-            return f"{self.value!r} (95%: rank within {rows:.4g} rows of the best candidate's)"
+            return f"{self.value!r} (95%: rank ±{rows:.4g} rows)"
         lo, hi = self.ci95
         return f"{self.value!r} (95% CI {lo!r} .. {hi!r})"
 

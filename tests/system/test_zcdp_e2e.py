@@ -447,7 +447,7 @@ def test_cli_grants_submits_and_shows_rho(server, zcdp, tmp_path) -> None:
     [row] = [line for line in table.splitlines() if line.startswith(zcdp)]
     eq = f"{float(budget.epsilon_equivalent_remaining):.4g}"
     assert row.split()[:5] == [zcdp, "rho", "0.5", "0.1", "0.4"]
-    assert f"(epsilon {eq} at delta {budget.delta_equivalent_remaining})" in row
+    assert f"(epsilon {eq} at delta {budget.delta_equivalent_remaining:f})" in row
     assert float(eq) == pytest.approx(eq_epsilon("0.4"), rel=1e-3)
     listed = json.loads(cli(server, token, "budget", "--json").stdout)
     assert listed[0]["rho_spent"] == "0.1" and listed[0]["privacy_definition"] == "zcdp"
