@@ -67,10 +67,13 @@ def add_missing_columns(engine: Engine, *tables: Table) -> list[str]:
                     )
                 kind = column.type.compile(dialect=engine.dialect)
                 value = default.arg  # type: ignore[attr-defined]
+                # IF NOT EXISTS: replicas upgrading one database at once do not collide
+                # (PostgreSQL; SQLite serialises its writers anyway).
+                exists = "" if engine.dialect.name == "sqlite" else "IF NOT EXISTS "
                 conn.execute(
                     text(
-                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NOT NULL "
-                        f"DEFAULT {value}"
+                        f"ALTER TABLE {table.name} ADD COLUMN {exists}{column.name} {kind} "
+                        f"NOT NULL DEFAULT {value}"
                     )
                 )
                 added.append(f"{table.name}.{column.name}")

@@ -25,6 +25,7 @@ from ._app import Enclave
 from ._auth import Role, current_principal
 from ._catalog import DatasetEntry, copy_upload
 from ._errors import InvalidArgument, NotFound
+from ._format import amount
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
 
@@ -62,12 +63,6 @@ def _decimal(x: float) -> Decimal:
     return Decimal(repr(x))
 
 
-def _plain(x: Decimal) -> str:
-    """Positional notation without trailing zeros, as the exact amounts are written."""
-    text = f"{x:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def _cost(releases: Iterable[ReleaseRecord], equivalent_delta: EquivalentDelta) -> pb.Cost:
     """The exact total of some releases, and the same as (ε, δ)-DP.
 
@@ -90,8 +85,8 @@ def _cost(releases: Iterable[ReleaseRecord], equivalent_delta: EquivalentDelta) 
         epsilon=str(total(r.epsilon for r in releases)),
         delta=str(total((r.delta for r in releases), quantum=DELTA_QUANTUM)),
         rho=str(total(r.rho for r in releases)),
-        epsilon_equivalent=_plain(eps_eq),
-        delta_equivalent=_plain(delta_eq),
+        epsilon_equivalent=amount(eps_eq),
+        delta_equivalent=amount(delta_eq),
     )
 
 
@@ -398,8 +393,8 @@ def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
         rho_spent=str(b.rho_spent),
         rho_remaining=str(b.rho_remaining),
         privacy_definition="pure_dp" if conversion is None else "zcdp",
-        epsilon_equivalent_remaining=_plain(eps_eq),
-        delta_equivalent_remaining=_plain(delta_eq),
+        epsilon_equivalent_remaining=amount(eps_eq),
+        delta_equivalent_remaining=amount(delta_eq),
     )
 
 

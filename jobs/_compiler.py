@@ -343,7 +343,9 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
         filled = a.bounds
         if filled is not None and isinstance(e.value, (int, float)):
             filled = (min(filled[0], e.value), max(filled[1], e.value))
-        return _Shape(a.type, filled, False)
+        # Polars fills an int column with a float by making it float (the supertype).
+        filled_type = "float" if a.type == "int" and isinstance(e.value, float) else a.type
+        return _Shape(filled_type, filled, False)
     if isinstance(e, When):
         t, o = _shape_of(e.then, schema), _shape_of(e.otherwise, schema)
         if t.nullable or o.nullable:
@@ -351,6 +353,12 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
             # leak into the result; Polars would ignore it. Ask for a fill instead.
             raise PlanError(
                 "when/then/otherwise: a branch may be null; fill it first with .fill_null(...)"
+            )
+        if "bool" not in (t.type, o.type) and (t.bounds is None or o.bounds is None):
+            # c·a + (1 - c)·b is exact for finite values only; an unbounded branch
+            # may be ±inf, and 0·inf is NaN.
+            raise PlanError(
+                "when/then/otherwise: a branch has no known bounds; .clip(lo, hi) it first"
             )
         merged = t.type if t.type == o.type else "float"
         hull = None
@@ -360,7 +368,8 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
     if isinstance(e, Cast):
         a = _shape_of(e.arg, schema)
         if a.bounds is None:
-            return _Shape(e.to, None, a.nullable)
+            # A float beyond the int range (or ±inf) casts to null.
+            return _Shape(e.to, None, a.nullable or e.to == "int")
         lo, hi = a.bounds
         if e.to == "int":  # truncation toward zero is monotone
             return _Shape("int", (int(lo), int(hi)), a.nullable)
@@ -374,7 +383,11 @@ def _shape_of(e: Expr, schema: Schema) -> _Shape:
         return _Shape("bool", (0, 1), nullable)
     kind = "int" if left.type == right.type == "int" and e.op != "truediv" else "float"
     if left.bounds is None or right.bounds is None:
-        return _Shape(kind, None, nullable)
+        # An operand without bounds may be ±inf (a quotient of a divisor near 0):
+        # inf - inf and 0·inf are NaN, which OpenDP would silently impute.
+        raise PlanError(
+            f"arithmetic ({e.op}) on an expression without known bounds; .clip(lo, hi) it first"
+        )
     (p, q), (r, s) = left.bounds, right.bounds
     result: tuple[float, float] | None
     if e.op == "add":
@@ -429,6 +442,8 @@ def with_derived(query: Query, schema: Schema) -> Schema:
             bounds = (lo, hi) if lo < hi else (lo, lo + 1)  # a constant column
             if shape.type == "int":
                 bounds = (int(bounds[0]), int(bounds[1]))
+            else:  # OpenDP picks the sum's type from its bounds' type
+                bounds = (float(bounds[0]), float(bounds[1]))
         spec = ColumnSpec(name, shape.type, bounds, None, shape.nullable)  # type: ignore[arg-type]
         columns.append(spec)
         view = dataclasses.replace(schema, columns=tuple(columns))
@@ -596,9 +611,18 @@ def _to_polars(e: Expr, view: Schema) -> pl.Expr:
             "is_not_null": inner.is_not_null,
         }[e.op]()
     if isinstance(e, Clip):
-        return _to_polars(e.arg, view).clip(e.lo, e.hi)
+        arg = _to_polars(e.arg, view)
+        if _shape_of(e, view).type == "float" and _shape_of(e.arg, view).type == "int":
+            # Polars would truncate float bounds to the int column's type.
+            arg = arg.cast(pl.Float64)
+        return arg.clip(e.lo, e.hi)
     if isinstance(e, FillNull):
-        return _to_polars(e.arg, view).fill_null(pl.lit(e.value))
+        arg = _to_polars(e.arg, view)
+        if isinstance(e.value, float) and _shape_of(e.arg, view).type == "int":
+            # Make the float explicit, or OpenDP would analyse an int while Polars
+            # computes a float (its supertype).
+            arg = arg.cast(pl.Float64)
+        return arg.fill_null(pl.lit(e.value))
     if isinstance(e, Cast):
         return _to_polars(e.arg, view).cast(pl.Int64 if e.to == "int" else pl.Float64)
     if isinstance(e, When):
@@ -665,7 +689,12 @@ def _group_keys(query: Query, schema: Schema) -> list[tuple[Any, ...]]:
     if query.bins is not None:
         return [(label,) for label in bin_labels(query.bins)]
     view = with_derived(query, schema)  # derived columns' keys follow from their bounds
-    key_lists = [view.column(g).keys or () for g in query.group_by]  # type: ignore[union-attr]
+    key_lists = []
+    for g in query.group_by:
+        spec = view.column(g)
+        assert spec is not None
+        # Null is a group of its own, so that rows with a missing key are not dropped.
+        key_lists.append((*(spec.keys or ()), *((None,) if spec.nullable else ())))
     return list(itertools.product(*key_lists))
 
 
@@ -916,8 +945,11 @@ def zcdp_epsilon(rho: Decimal, delta: float) -> float:
         dp.absolute_distance(T=float),
         scale=1 / math.sqrt(2 * float(rho)),
     )
-    profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
-    return float(profile.epsilon(delta))
+    try:
+        profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
+        return float(profile.epsilon(delta))
+    except dp.OpenDPException:  # the conversion overflows beyond rho ~ 70,000
+        return math.inf
 
 
 def price(

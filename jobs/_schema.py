@@ -48,6 +48,8 @@ COLUMN_TYPES: tuple[ColumnType, ...] = ("int", "float", "bool", "category", "str
 DEFAULT_MAX_ROWS = 10_000_000
 #: An int column with at most this many values in its bounds has public keys.
 MAX_INT_KEYS = 1_000
+#: Beyond this, noise scaled to one person would swamp any statistic anyway.
+_MAX_ROWS_PER_PERSON = 100_000
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -192,6 +194,11 @@ class Schema:
                 )
             if c.name == unit.identifier:
                 raise SchemaError(f"column {c.name!r} is the privacy unit; it has no groups")
+            if c.max_groups_per_person > unit.max_rows_per_person:
+                raise SchemaError(
+                    f"column {c.name!r}: max_groups_per_person={c.max_groups_per_person} cannot "
+                    f"exceed max_rows_per_person={unit.max_rows_per_person} (one group per row)"
+                )
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise SchemaError("description must be a string")
@@ -259,8 +266,11 @@ class Schema:
 
 
 def _parse_column(name: str, spec: Any) -> ColumnSpec:
-    if not name or not set(name) <= _NAME_OK or name[0].isdigit():
-        raise SchemaError(f"column name {name!r} must be letters, digits and _ (not first digit)")
+    if not name or not set(name) <= _NAME_OK or name[0].isdigit() or name.startswith("__"):
+        raise SchemaError(
+            f"column name {name!r} must be letters, digits and _ (not first digit, and not "
+            "starting with __, which Enclave reserves)"
+        )
     if not isinstance(spec, dict):
         raise SchemaError(f"column {name!r}: expected a table with at least `type`")
     known = {
@@ -350,8 +360,11 @@ def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
         raise SchemaError(f"privacy_unit.column {ident!r} must be an int or string column")
     if columns[ident].nullable:
         raise SchemaError(f"privacy_unit.column {ident!r} cannot be nullable")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise SchemaError("privacy_unit.max_rows_per_person must be a positive integer")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= _MAX_ROWS_PER_PERSON:
+        raise SchemaError(
+            "privacy_unit.max_rows_per_person must be a positive integer, at most "
+            f"{_MAX_ROWS_PER_PERSON:,}"
+        )
     return PrivacyUnit(str(ident), k)
 
 

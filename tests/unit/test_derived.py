@@ -315,3 +315,65 @@ def test_grouping_on_derived_columns_with_public_keys(handle: DatasetHandle) -> 
         want = expected.get((row["g"], row["band"], row["big"]), {"n": 0, "s": 0.0})
         assert row["n"]["value"] == pytest.approx(want["n"], abs=2)
         assert row["s"]["value"] == pytest.approx(want["s"], abs=2)
+
+
+def test_review_fixes_for_types_bounds_and_nulls(tmp_path: Path) -> None:
+    """Float fills make floats; unbounded operands must be clipped before arithmetic or
+    when/then (inf would turn into NaN); an overflowing int cast is nullable; a
+    nullable derived key keeps its null rows as a group of their own."""
+    schema = Schema.from_dict(
+        {
+            "columns": {
+                "ni": {"type": "int", "bounds": [0, 3], "nullable": True},
+                "f": {"type": "float", "bounds": [-1, 1]},
+            }
+        }
+    )
+    path = tmp_path / "r.parquet"
+    pl.DataFrame({"ni": [1, None, 3, None] * 50, "f": [0.5, 0.25, -0.5, 1.0] * 50}).write_parquet(
+        path
+    )
+    handle = DatasetHandle("t", schema, path)
+    filled = FillNull(Col("ni"), 0.5)
+    spec = with_derived(derived(filled), schema).column("d")
+    assert spec is not None
+    assert (spec.type, spec.bounds) == ("float", (0, 3))
+    out = evaluate(price(derived(filled), handle, Decimal(100_000)))
+    assert out["s"]["mechanism"] == "Float Laplace"
+    assert out["s"]["value"] == pytest.approx(50 * (1 + 0.5 + 3 + 0.5), abs=0.5)
+
+    unbounded = FillNull(BinOp("truediv", Lit(1.0), Col("f")), 0.0)
+    for expr, fragment in (
+        (BinOp("mul", unbounded, unbounded), "without known bounds"),
+        (When(BinOp("gt", Col("f"), Lit(0.0)), Lit(0.0), unbounded), "no known bounds"),
+    ):
+        with pytest.raises(PlanError, match=fragment):
+            price(derived(expr, Agg("sum", "d", (0, 1), "s")), handle, Decimal(1))
+    clipped = Clip(unbounded, -10, 10)
+    price(derived(BinOp("mul", clipped, clipped)), handle, Decimal(1))
+    cast = with_derived(derived(Cast(unbounded, "int")), schema).column("d")
+    assert cast is not None
+    assert cast.nullable
+
+    query = Query(
+        "t",
+        (),
+        ("big",),
+        (Agg("count", None, None, "n"),),
+        "table",
+        derived=(("big", BinOp("ge", Col("ni"), Lit(2))),),
+    )
+    rows = evaluate(price(query, handle, Decimal(100_000)))
+    assert [r["big"] for r in rows] == [False, True, None]
+    assert [r["n"]["value"] for r in rows] == pytest.approx([50, 50, 100], abs=2)
+
+
+def test_float_clip_bounds_on_an_int_column_make_a_float(tmp_path: Path) -> None:
+    """Polars would truncate clip(0.5, 2.5) on an int column to clip(0, 2)."""
+    schema = Schema.from_dict({"columns": {"n": {"type": "int", "bounds": [0, 3]}}})
+    path = tmp_path / "c.parquet"
+    pl.DataFrame({"n": [0, 1, 2, 3] * 25}).write_parquet(path)
+    query = derived(Clip(Col("n"), 0.5, 2.5))
+    out = evaluate(price(query, DatasetHandle("t", schema, path), Decimal(100_000)))
+    assert out["s"]["mechanism"] == "Float Laplace"
+    assert out["s"]["value"] == pytest.approx(25 * (0.5 + 1 + 2 + 2.5), abs=0.5)

@@ -36,3 +36,18 @@ def test_grouped_quantiles_render_as_a_table() -> None:
 def test_a_dict_that_only_looks_released_is_shown_as_data() -> None:
     assert not is_released({"value": 1, "ci95": None})
     assert not is_released({"value": 1, "aggregate": "quantile", "rank_error": "many"})
+
+
+def test_a_huge_rho_shows_an_infinite_equivalent_instead_of_failing() -> None:
+    """OpenDP's zCDP conversion overflows beyond rho ~ 70,000: budgets still render."""
+    from decimal import Decimal
+
+    from budget import Balance
+    from enclave._servicers import budget_to_proto
+    from jobs import zcdp_epsilon
+
+    assert zcdp_epsilon(Decimal(100_000), 1e-6) == float("inf")
+    balance = Balance("d", "alice", Decimal(0), Decimal(0), rho_cap=Decimal(100_000))
+    wire = budget_to_proto(balance, lambda _name: 1e-6)
+    assert wire.epsilon_equivalent_remaining == "Infinity"
+    assert wire.rho_remaining == "100000"

@@ -583,3 +583,33 @@ def test_max_groups_per_person_is_checked(extra: dict[str, object], fragment: st
     }
     with pytest.raises(SchemaError, match=fragment):
         Schema.from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"columns": {"__keep": {"type": "bool"}}}, "reserves"),
+        (
+            {
+                "privacy_unit": {"column": "id", "max_rows_per_person": 2},
+                "columns": {
+                    "id": {"type": "string"},
+                    "g": {"type": "category", "categories": ["a"], "max_groups_per_person": 3},
+                },
+            },
+            "cannot exceed max_rows_per_person=2",
+        ),
+        (
+            {
+                "privacy_unit": {"column": "id", "max_rows_per_person": 2**40},
+                "columns": {"id": {"type": "string"}},
+            },
+            "at most 100,000",
+        ),
+    ],
+)
+def test_names_and_person_bounds_that_would_break_storage_are_refused(
+    raw: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(SchemaError, match=fragment):
+        Schema.from_dict(raw)
