@@ -153,3 +153,38 @@ def people(server, rows, tmp_path_factory) -> str:
     with Client(server.address, server.provider_token) as provider:
         provider.register_dataset("people", path, PEOPLE_SCHEMA)
     return "people"
+
+
+# --- PostgreSQL ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A throwaway PostgreSQL cluster on loopback, or a skip where none can run.
+
+    With ``ENCLAVE_TEST_POSTGRES=required`` (set by ``.ci/run``) a cluster that
+    cannot start fails the tests instead of skipping them.
+    """
+    import os
+
+    from postgres_server import start
+
+    try:
+        server = start()
+    except Exception as err:
+        if os.environ.get("ENCLAVE_TEST_POSTGRES") == "required":
+            raise
+        pytest.skip(f"no PostgreSQL server for these tests: {err}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: an SQLite file, or a new database on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+        return
+    server = request.getfixturevalue("postgres")
+    with server.database() as url:  # type: ignore[attr-defined]
+        yield url

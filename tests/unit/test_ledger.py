@@ -1,4 +1,5 @@
-"""Unit tests of the privacy-budget ledger (``budget``), on real SQLite files.
+"""Unit tests of the privacy-budget ledger (``budget``), on real SQLite files and a real
+PostgreSQL server (each test taking the ``engine`` fixture runs on both).
 
 Invariants guarded here:
 
@@ -53,13 +54,10 @@ def _open(path: Path) -> tuple[Engine, Ledger]:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "l.db"
-
-
-@pytest.fixture
-def engine(db_path: Path) -> Iterator[Engine]:
-    eng, _ = _open(db_path)
+def engine(database_url: str) -> Iterator[Engine]:
+    """Every test using it runs on SQLite and on PostgreSQL (see conftest)."""
+    eng = budget.create_engine(database_url)
+    Ledger(eng).create_tables()
     yield eng
     eng.dispose()
 
@@ -463,14 +461,14 @@ def _process_worker(url: str, start: object, out: object, worker: int) -> None:
 
 
 # No interleaving of processes (separate engines, one file) can overspend either.
-def test_concurrent_process_debits_never_overspend(db_path: Path, ledger: Ledger) -> None:
+def test_concurrent_process_debits_never_overspend(database_url: str, ledger: Ledger) -> None:
     ledger.grant(DS, ALICE, 5, granted_by="p")
     ctx = multiprocessing.get_context("spawn")
     n_procs = 8
     start = ctx.Barrier(n_procs)
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_process_worker, args=(f"sqlite:///{db_path}", start, out, w))
+        ctx.Process(target=_process_worker, args=(database_url, start, out, w))
         for w in range(n_procs)
     ]
     for p in procs:
@@ -659,9 +657,11 @@ def test_tampered_rho_is_detected(engine: Engine, ledger: Ledger) -> None:
         ledger.verify()
 
 
-def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(tmp_path: Path) -> None:
+def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(database_url: str) -> None:
     """An existing database keeps its grants, spending and chain when the rho columns arrive."""
-    engine, ledger = _open(tmp_path / "old.db")
+    engine = budget.create_engine(database_url)
+    ledger = Ledger(engine)
+    ledger.create_tables()
     ledger.grant(DS, ALICE, "1", granted_by="p")
     ledger.debit(ALICE, DS, Decimal("0.25"), job_id="j", release_index=0)
     head = ledger.verify()
@@ -673,8 +673,11 @@ def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(tmp_path:
         ):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     engine.dispose()
-    engine, ledger = _open(tmp_path / "old.db")  # create_tables adds the columns back
+    engine = budget.create_engine(database_url)
+    ledger = Ledger(engine)
     try:
+        ledger.create_tables()  # adds the columns back
+        ledger.create_tables()  # and again: nothing left to add
         assert ledger.verify() == head
         bal = ledger.balance(ALICE, DS)
         assert (bal.epsilon_spent, bal.rho_cap, bal.rho_spent) == (Decimal("0.25"), 0, 0)
