@@ -41,6 +41,7 @@ class Enclave:
         self.job_store = JobStore(self.engine)
         for part in (self.principals, self.ledger, self.catalog, self.job_store):
             part.create_tables()
+        self._equivalent_delta: dict[str, float | None] = {}
 
     def start_jobs(self, limits: Limits | None = None, max_concurrent: int = 4) -> JobService:
         """Create the job service (loads OpenDP); fail jobs a previous run left behind."""
@@ -60,11 +61,18 @@ class Enclave:
         return self.jobs
 
     def equivalent_delta(self, dataset: str) -> float | None:
-        """The δ at which a zCDP dataset's ρ is shown as (ε, δ); None for pure DP."""
-        entry = self.catalog.get(dataset)
-        if entry is None or not entry.schema.zcdp:
-            return None
-        return entry.schema.equivalent_delta
+        """The δ at which a zCDP dataset's ρ is shown as (ε, δ); None for pure DP.
+
+        Asked for every cost of every job listed, so it is remembered: a
+        registered dataset's schema never changes under its name.
+        """
+        if dataset not in self._equivalent_delta:
+            entry = self.catalog.get(dataset)
+            if entry is None:
+                return None  # not remembered: the name may be registered later
+            schema = entry.schema
+            self._equivalent_delta[dataset] = schema.equivalent_delta if schema.zcdp else None
+        return self._equivalent_delta[dataset]
 
     def close(self) -> None:
         """Release the database connections."""

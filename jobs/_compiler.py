@@ -931,6 +931,7 @@ def _largest_float_within(amount: Decimal) -> float:
     return value
 
 
+@functools.lru_cache(maxsize=4096)  # job listings convert the same few amounts over and over
 def zcdp_epsilon(rho: Decimal, delta: float) -> float:
     """The ε at which ρ-zCDP implies (ε, δ)-DP, by OpenDP's conversion.
 
