@@ -489,14 +489,31 @@ class Ledger:
                     rho=from_quanta(r["rho_q"]),
                 )
 
-    def verify(self) -> str:
-        """Walk the chain from genesis; return the head hash.
+    def head(self) -> tuple[int, str]:
+        """The chain head (last entry's number and hash), to record outside for anchoring."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
+        return int(row.seq), str(row.hash)
+
+    def verify(self, expected_head: str | None = None) -> str:
+        """Walk the chain from genesis; return the head hash (see `check`)."""
+        return self.check(expected_head)[1]
+
+    def check(self, expected_head: str | None = None) -> tuple[int, str]:
+        """Walk the chain from genesis; return the number of entries and the head hash.
+
+        Args:
+            expected_head: a head hash recorded earlier (`head`). It must still be
+                in the chain: removing entries from the end and rewriting the head
+                row consistently is otherwise undetectable from inside.
 
         Raises:
-            LedgerCorrupt: naming the first entry whose hash or link is wrong,
-                or a head that does not match the last entry (truncated tail).
+            LedgerCorrupt: naming the first entry whose hash or link is wrong, a
+                head that does not match the last entry (truncated tail), or a
+                recorded head that the chain no longer contains.
         """
         prev = GENESIS_HASH
+        seen = {GENESIS_HASH}
         expected_seq = 1
         with self._engine.connect() as conn:
             head = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
@@ -524,9 +541,16 @@ class Ledger:
                 if digest != r["hash"]:
                     raise LedgerCorrupt(r["seq"], "content does not match its hash")
                 prev = digest
+                seen.add(digest)
                 expected_seq += 1
         if head.seq != expected_seq - 1 or head.hash != prev:
             raise LedgerCorrupt(
                 expected_seq, f"chain ends at entry {expected_seq - 1} but head is {head.seq}"
             )
-        return prev
+        if expected_head is not None and expected_head not in seen:
+            raise LedgerCorrupt(
+                expected_seq,
+                f"the recorded head {expected_head} is not in the chain: entries after it "
+                "were removed or rewritten",
+            )
+        return expected_seq - 1, prev

@@ -172,6 +172,8 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.BudgetService/GetBudget": frozenset({R}),
     "/enclave.v1.AdminService/CreatePrincipal": frozenset({A}),
     "/enclave.v1.AdminService/ListPrincipals": frozenset({A, D}),
+    "/enclave.v1.AuditService/VerifyLedger": frozenset({D}),
+    "/enclave.v1.AuditService/GetLedgerHead": frozenset({D}),
 }
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 

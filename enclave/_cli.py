@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--job-wall-seconds", type=float, default=300.0)
     s.add_argument("--log-level", default="INFO")
 
+    au = sub.add_parser("audit", help="data protection officer commands").add_subparsers(
+        dest="audit", required=True
+    )
+    av = au.add_parser("verify", help="walk the ledger's hash chain (exit 1 if it is broken)")
+    av.add_argument("--head", help="a head hash recorded earlier: it must still be in the chain")
+    au.add_parser("head", help="print the ledger's head hash, to record outside the enclave")
+
     a = sub.add_parser("admin", help="principals and tokens").add_subparsers(
         dest="admin", required=True
     )
@@ -293,6 +300,15 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 info = client.describe_dataset(args.name)
                 print(json.dumps(_info_json(info), indent=2) if args.json else _describe(info))
+        elif args.command == "audit" and args.audit == "head":
+            head = client.ledger_head()
+            print(f"{head.hash}  (entry {head.seq})")
+        elif args.command == "audit":
+            found = client.verify_ledger(args.head)
+            if not found.ok:
+                print(f"ledger BROKEN at entry {found.bad_entry}: {found.problem}")
+                return 1
+            print(f"ledger verified: {found.entries} entries, head {found.head_hash}")
         elif args.command == "datasets":
             infos = client.datasets()
             if args.json:

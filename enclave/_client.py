@@ -333,6 +333,7 @@ class Client:
         self._catalog = pb_grpc.CatalogServiceStub(self._channel)
         self._budget = pb_grpc.BudgetServiceStub(self._channel)
         self._admin = pb_grpc.AdminServiceStub(self._channel)
+        self._audit = pb_grpc.AuditServiceStub(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -410,6 +411,20 @@ class Client:
     def cancel_job(self, job_id: str) -> Job:
         """Stop a job; what it already released stays charged."""
         return Job.from_proto(self._call(self._jobs.CancelJob, pb.CancelJobRequest(job_id=job_id)))
+
+    # --- data protection officers -----------------------------------------------------
+
+    def verify_ledger(self, expected_head: str | None = None) -> pb.LedgerVerification:
+        """Walk the ledger's hash chain; ``expected_head``: a head recorded earlier."""
+        result: pb.LedgerVerification = self._call(
+            self._audit.VerifyLedger, pb.VerifyLedgerRequest(expected_head=expected_head or "")
+        )
+        return result
+
+    def ledger_head(self) -> pb.LedgerHead:
+        """The current chain head, to record outside the enclave."""
+        head: pb.LedgerHead = self._call(self._audit.GetLedgerHead, pb.GetLedgerHeadRequest())
+        return head
 
     def budget(self, dataset: str | None = None) -> list[Budget]:
         """Your remaining budget per dataset."""

@@ -24,7 +24,13 @@ from ._address import is_loopback, split_listen
 from ._app import Enclave
 from ._auth import AuthInterceptor
 from ._errors import InvalidArgument
-from ._servicers import AdminServicer, BudgetServicer, CatalogServicer, JobServicer
+from ._servicers import (
+    AdminServicer,
+    AuditServicer,
+    BudgetServicer,
+    CatalogServicer,
+    JobServicer,
+)
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
 
@@ -33,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 SERVICE_NAMES = tuple(
     pb.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("JobService", "CatalogService", "BudgetService", "AdminService")
+    for name in ("JobService", "CatalogService", "BudgetService", "AdminService", "AuditService")
 )
 
 
@@ -92,6 +98,7 @@ def start_server(
     pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
     pb_grpc.add_BudgetServiceServicer_to_server(BudgetServicer(app), server)
     pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
+    pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(app), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from budget import DELTA_QUANTUM, Balance, total
+from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, total
 from jobs import JobRecord, JobState, ReleaseRecord, zcdp_epsilon
 
 from ._app import Enclave
@@ -373,6 +373,28 @@ class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
         )
 
 
+class AuditServicer(pb_grpc.AuditServiceServicer):  # type: ignore[misc]
+    """The DPO's view of the ledger's integrity."""
+
+    def __init__(self, app: Enclave) -> None:
+        self._app = app
+
+    def VerifyLedger(
+        self, request: pb.VerifyLedgerRequest, context: grpc.ServicerContext
+    ) -> pb.LedgerVerification:
+        try:
+            entries, head = self._app.ledger.check(expected_head=request.expected_head or None)
+        except LedgerCorrupt as err:
+            return pb.LedgerVerification(ok=False, bad_entry=err.seq, problem=err.reason)
+        return pb.LedgerVerification(ok=True, entries=entries, head_hash=head)
+
+    def GetLedgerHead(
+        self, request: pb.GetLedgerHeadRequest, context: grpc.ServicerContext
+    ) -> pb.LedgerHead:
+        seq, digest = self._app.ledger.head()
+        return pb.LedgerHead(seq=seq, hash=digest)
+
+
 def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
     """Wire form of a balance (exact decimal strings), with its (ε, δ) equivalent."""
     conversion = equivalent_delta(b.dataset)
@@ -405,6 +427,7 @@ def principal_to_proto(p: Any) -> pb.Principal:
 
 __all__ = [
     "AdminServicer",
+    "AuditServicer",
     "BudgetServicer",
     "CatalogServicer",
     "JobServicer",

@@ -340,6 +340,38 @@ class GetBudgetResponse(_message.Message):
     budgets: _containers.RepeatedCompositeFieldContainer[Budget]
     def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
 
+class VerifyLedgerRequest(_message.Message):
+    __slots__ = ("expected_head",)
+    EXPECTED_HEAD_FIELD_NUMBER: _ClassVar[int]
+    expected_head: str
+    def __init__(self, expected_head: _Optional[str] = ...) -> None: ...
+
+class LedgerVerification(_message.Message):
+    __slots__ = ("ok", "entries", "head_hash", "bad_entry", "problem")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    BAD_ENTRY_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    entries: int
+    head_hash: str
+    bad_entry: int
+    problem: str
+    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., head_hash: _Optional[str] = ..., bad_entry: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class GetLedgerHeadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LedgerHead(_message.Message):
+    __slots__ = ("seq", "hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., hash: _Optional[str] = ...) -> None: ...
+
 class Principal(_message.Message):
     __slots__ = ("name", "role", "created_at")
     NAME_FIELD_NUMBER: _ClassVar[int]

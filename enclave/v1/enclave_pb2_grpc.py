@@ -587,6 +587,122 @@ class BudgetService:
             _registered_method=True)
 
 
+class AuditServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.VerifyLedger = channel.unary_unary(
+                '/enclave.v1.AuditService/VerifyLedger',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.VerifyLedgerRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.LedgerVerification.FromString,
+                _registered_method=True)
+        self.GetLedgerHead = channel.unary_unary(
+                '/enclave.v1.AuditService/GetLedgerHead',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.GetLedgerHeadRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.LedgerHead.FromString,
+                _registered_method=True)
+
+
+class AuditServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def VerifyLedger(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLedgerHead(self, request, context):
+        """The current head, to record outside the enclave (external anchoring).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'VerifyLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLedger,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.VerifyLedgerRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.LedgerVerification.SerializeToString,
+            ),
+            'GetLedgerHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLedgerHead,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.GetLedgerHeadRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.LedgerHead.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'enclave.v1.AuditService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('enclave.v1.AuditService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuditService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def VerifyLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.AuditService/VerifyLedger',
+            enclave_dot_v1_dot_enclave__pb2.VerifyLedgerRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.LedgerVerification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLedgerHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.AuditService/GetLedgerHead',
+            enclave_dot_v1_dot_enclave__pb2.GetLedgerHeadRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.LedgerHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class AdminServiceStub:
     """Missing associated documentation comment in .proto file."""
 

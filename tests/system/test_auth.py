@@ -25,12 +25,15 @@ REQUESTS = {
     "GetBudget": pb.GetBudgetRequest(),
     "CreatePrincipal": pb.CreatePrincipalRequest(name="", role=pb.ROLE_RESEARCHER),
     "ListPrincipals": pb.ListPrincipalsRequest(),
+    "VerifyLedger": pb.VerifyLedgerRequest(),
+    "GetLedgerHead": pb.GetLedgerHeadRequest(),
 }
 STUBS = {
     "JobService": pb_grpc.JobServiceStub,
     "CatalogService": pb_grpc.CatalogServiceStub,
     "BudgetService": pb_grpc.BudgetServiceStub,
     "AdminService": pb_grpc.AdminServiceStub,
+    "AuditService": pb_grpc.AuditServiceStub,
 }
 
 
