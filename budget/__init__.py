@@ -18,8 +18,16 @@ from ._amount import (
     total,
 )
 from ._db import add_missing_columns, create_engine
-from ._errors import BudgetError, BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
+from ._errors import (
+    BudgetError,
+    BudgetExhausted,
+    InvalidAmount,
+    LedgerCorrupt,
+    NoGrant,
+    PolicyViolation,
+)
 from ._ledger import Balance, Ledger, LedgerEntry
+from ._policy import Policy, PolicyVersion
 
 __all__ = [
     "DELTA_QUANTUM",
@@ -34,6 +42,9 @@ __all__ = [
     "LedgerCorrupt",
     "LedgerEntry",
     "NoGrant",
+    "Policy",
+    "PolicyVersion",
+    "PolicyViolation",
     "add_missing_columns",
     "charge_amount",
     "create_engine",

@@ -5,7 +5,8 @@ Tree::
     BudgetError
     ├── InvalidAmount      an ε that is not a finite positive number
     ├── NoGrant            the principal holds no (live) grant on the dataset
-    ├── BudgetExhausted    the debit would exceed the cap; nothing was charged
+    ├── BudgetExhausted    the debit would exceed a cap; nothing was charged
+    ├── PolicyViolation    the release breaks the provider's policy; nothing was charged
     └── LedgerCorrupt      the hash chain does not verify
 
 Messages carry the numbers (requested, remaining) because budgets are not
@@ -38,12 +39,20 @@ class BudgetExhausted(BudgetError):
     """A debit larger than what remains. Raised before anything is charged."""
 
     def __init__(
-        self, dataset: str, requested: Decimal, remaining: Decimal, measure: str = "epsilon"
+        self,
+        dataset: str,
+        requested: Decimal,
+        remaining: Decimal,
+        measure: str = "epsilon",
+        *,
+        dataset_wide: bool = False,
     ) -> None:
+        whose = " (its dataset-wide cap, all researchers together)" if dataset_wide else ""
         super().__init__(
-            f"privacy budget exhausted on dataset {dataset!r}: requested {measure}={requested}, "
-            f"remaining {measure}={remaining}; nothing was charged"
+            f"privacy budget exhausted on dataset {dataset!r}{whose}: requested "
+            f"{measure}={requested}, remaining {measure}={remaining}; nothing was charged"
         )
+        self.dataset_wide = dataset_wide
         self.dataset = dataset
         self.requested = requested
         self.remaining = remaining
@@ -57,3 +66,7 @@ class LedgerCorrupt(BudgetError):
         super().__init__(f"ledger entry {seq} does not verify: {reason}")
         self.seq = seq
         self.reason = reason
+
+
+class PolicyViolation(BudgetError):
+    """A release the dataset's policy does not allow (e.g. above its per-release maximum)."""

@@ -36,20 +36,25 @@ from decimal import ROUND_FLOOR, Decimal
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
+    func,
     insert,
+    or_,
     select,
     update,
 )
 
 from ._amount import (
     DELTA_QUANTUM,
+    QUANTUM,
     from_quanta,
     parse_delta,
     parse_epsilon,
@@ -58,6 +63,7 @@ from ._amount import (
 )
 from ._db import add_missing_columns
 from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
+from ._policy import Policy, PolicyVersion
 
 metadata = MetaData()
 
@@ -96,6 +102,34 @@ ledger_entries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# The provider's policy, one row per version (the policy's audit trail).
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dataset", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body_json", Text, nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dataset", "version", name="uq_policy_version"),
+)
+
+# What all researchers together spent on a dataset, against its dataset-wide caps
+# (NULL: no cap). A row exists once a policy was set; spending before that is
+# counted from the ledger when the row is created.
+dataset_budgets = Table(
+    "dataset_budgets",
+    metadata,
+    Column("dataset", String(200), primary_key=True),
+    Column("epsilon_cap_q", BigInteger, nullable=True),
+    Column("epsilon_spent_q", BigInteger, nullable=False),
+    Column("rho_cap_q", BigInteger, nullable=True),
+    Column("rho_spent_q", BigInteger, nullable=False),
+    Column("delta_cap_q", BigInteger, nullable=True),
+    Column("delta_spent_q", BigInteger, nullable=False),
 )
 
 ledger_head = Table(
@@ -194,6 +228,11 @@ def _canonical(
     if rho_q:  # absent from pure-DP entries, so chains written before ρ still verify
         body["rho_q"] = rho_q
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _cap(amount: Decimal | None, quantum: Decimal) -> int | None:
+    # A cap is a promise to the provider: round it down, never up.
+    return None if amount is None else to_quanta(amount, rounding=ROUND_FLOOR, quantum=quantum)
 
 
 def _chain(prev_hash: str, canonical: bytes) -> str:
@@ -421,6 +460,7 @@ class Ledger:
                 raise BudgetExhausted(
                     dataset, delta, from_quanta(delta_left, quantum=DELTA_QUANTUM), "delta"
                 )
+            self._debit_dataset(conn, dataset, q, rq, dq, amount, rho, delta)
             seq = head.seq + 1
             digest = _chain(
                 head.hash,
@@ -462,6 +502,149 @@ class Ledger:
             digest,
             from_quanta(dq, quantum=DELTA_QUANTUM),
             from_quanta(rq),
+        )
+
+    def _debit_dataset(
+        self,
+        conn: Connection,
+        dataset: str,
+        q: int,
+        rq: int,
+        dq: int,
+        amount: Decimal,
+        rho: Decimal,
+        delta: Decimal,
+    ) -> None:
+        """Count a debit against the dataset-wide caps, in the debit's transaction.
+
+        Raising here rolls the whole debit back, the researcher's grant included.
+        """
+        b = dataset_budgets.c
+        charged = conn.execute(
+            update(dataset_budgets)
+            .where(
+                b.dataset == dataset,
+                or_(b.epsilon_cap_q.is_(None), b.epsilon_spent_q + q <= b.epsilon_cap_q),
+                or_(b.rho_cap_q.is_(None), b.rho_spent_q + rq <= b.rho_cap_q),
+                or_(b.delta_cap_q.is_(None), b.delta_spent_q + dq <= b.delta_cap_q),
+            )
+            .values(
+                epsilon_spent_q=b.epsilon_spent_q + q,
+                rho_spent_q=b.rho_spent_q + rq,
+                delta_spent_q=b.delta_spent_q + dq,
+            )
+        ).rowcount
+        if charged == 1:
+            return
+        row = conn.execute(select(dataset_budgets).where(b.dataset == dataset)).first()
+        if row is None:
+            return  # no policy yet: nothing to cap
+        for measure, asked, cap, spent, quantum in (
+            ("epsilon", amount, row.epsilon_cap_q, row.epsilon_spent_q, QUANTUM),
+            ("rho", rho, row.rho_cap_q, row.rho_spent_q, QUANTUM),
+            ("delta", delta, row.delta_cap_q, row.delta_spent_q, DELTA_QUANTUM),
+        ):
+            if cap is not None and spent + to_quanta(asked, quantum=quantum) > cap:
+                left = from_quanta(max(cap - spent, 0), quantum=quantum)
+                raise BudgetExhausted(dataset, asked, left, measure, dataset_wide=True)
+        raise RuntimeError("dataset-wide debit refused without a cap exceeded")  # pragma: no cover
+
+    # --- policies ---------------------------------------------------------------------
+
+    def set_policy(self, dataset: str, policy: Policy, *, set_by: str) -> PolicyVersion:
+        """Record a new version of a dataset's policy and apply its dataset-wide caps.
+
+        Both in one transaction. Spending made before the first policy is counted
+        from the ledger, so a cap set late still bounds everything ever released.
+        """
+        now = self._clock()
+        caps = {
+            "epsilon_cap_q": _cap(policy.dataset_cap_epsilon, QUANTUM),
+            "rho_cap_q": _cap(policy.dataset_cap_rho, QUANTUM),
+            "delta_cap_q": _cap(policy.dataset_cap_delta, DELTA_QUANTUM),
+        }
+        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            # Serialise with debits (which lock the head first), so the spending
+            # counted below cannot miss a concurrent one.
+            conn.execute(select(ledger_head.c.seq).where(ledger_head.c.id == 1).with_for_update())
+            last = conn.execute(
+                select(func.max(policies.c.version)).where(policies.c.dataset == dataset)
+            ).scalar()
+            version = (last or 0) + 1
+            conn.execute(
+                insert(policies).values(
+                    dataset=dataset,
+                    version=version,
+                    body_json=json.dumps(policy.to_dict(), sort_keys=True),
+                    set_by=set_by,
+                    set_at=now,
+                )
+            )
+            changed = conn.execute(
+                update(dataset_budgets).where(dataset_budgets.c.dataset == dataset).values(**caps)
+            ).rowcount
+            if not changed:
+                e = ledger_entries.c
+                spent = conn.execute(
+                    select(
+                        func.coalesce(func.sum(e.epsilon_q), 0),
+                        func.coalesce(func.sum(e.rho_q), 0),
+                        func.coalesce(func.sum(e.delta_q), 0),
+                    ).where(e.dataset == dataset)
+                ).one()
+                conn.execute(
+                    insert(dataset_budgets).values(
+                        dataset=dataset,
+                        epsilon_spent_q=int(spent[0]),
+                        rho_spent_q=int(spent[1]),
+                        delta_spent_q=int(spent[2]),
+                        **caps,
+                    )
+                )
+        return PolicyVersion(dataset, version, policy, set_by, now)
+
+    def policy(self, dataset: str) -> PolicyVersion | None:
+        """The policy in force (its latest version), or None if none was ever set."""
+        history = self.policy_history(dataset, latest=True)
+        return history[0] if history else None
+
+    def policy_history(self, dataset: str, *, latest: bool = False) -> list[PolicyVersion]:
+        """Every version of a dataset's policy, newest first."""
+        query = (
+            select(policies)
+            .where(policies.c.dataset == dataset)
+            .order_by(policies.c.version.desc())
+        )
+        if latest:
+            query = query.limit(1)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            PolicyVersion(
+                r["dataset"],
+                r["version"],
+                Policy.from_dict(json.loads(r["body_json"])),
+                r["set_by"],
+                r["set_at"],
+            )
+            for r in rows
+        ]
+
+    def dataset_spent(self, dataset: str) -> tuple[Decimal, Decimal, Decimal]:
+        """What all researchers together spent on a dataset: (ε, ρ, δ), exact."""
+        e = ledger_entries.c
+        with self._engine.connect() as conn:
+            spent = conn.execute(
+                select(
+                    func.coalesce(func.sum(e.epsilon_q), 0),
+                    func.coalesce(func.sum(e.rho_q), 0),
+                    func.coalesce(func.sum(e.delta_q), 0),
+                ).where(e.dataset == dataset)
+            ).one()
+        return (
+            from_quanta(int(spent[0])),
+            from_quanta(int(spent[1])),
+            from_quanta(int(spent[2]), quantum=DELTA_QUANTUM),
         )
 
     def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:

@@ -36,6 +36,8 @@ from budget import (
     LedgerCorrupt,
     LedgerEntry,
     NoGrant,
+    Policy,
+    PolicyViolation,
     from_quanta,
     parse_epsilon,
     to_quanta,
@@ -685,3 +687,89 @@ def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(database_
         ledger.verify()
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def test_policies_are_versioned_and_parsed_exactly() -> None:
+    policy = Policy.from_toml("per_release_max_epsilon = 0.5\ndataset_cap_epsilon = 2\n")
+    assert policy.per_release_max_epsilon == Decimal("0.5")
+    assert Policy.from_toml(policy.to_toml()) == policy
+    for bad in (
+        "dataset_cap = 1",
+        "per_release_max_epsilon = -1",
+        "x = [",
+        "dataset_cap_delta = 1",
+    ):
+        with pytest.raises(InvalidAmount):
+            Policy.from_toml(bad)
+    policy.check_release(DS, Decimal("0.5"), Decimal(0))
+    with pytest.raises(PolicyViolation, match=r"at most epsilon=0\.5 per release"):
+        policy.check_release(DS, Decimal("0.6"), Decimal(0))
+
+
+def test_set_policy_keeps_every_version(ledger: Ledger) -> None:
+    assert ledger.policy(DS) is None
+    first = ledger.set_policy(DS, Policy(dataset_cap_epsilon=Decimal(3)), set_by="prov")
+    second = ledger.set_policy(DS, Policy(per_release_max_epsilon=Decimal(1)), set_by="prov2")
+    assert (first.version, second.version) == (1, 2)
+    current = ledger.policy(DS)
+    assert current is not None
+    assert current.version == 2
+    assert current.policy == Policy(per_release_max_epsilon=Decimal(1))
+    history = ledger.policy_history(DS)
+    assert [(v.version, v.set_by) for v in history] == [(2, "prov2"), (1, "prov")]
+    assert history[1].policy.dataset_cap_epsilon == 3
+
+
+def test_the_dataset_wide_cap_binds_all_researchers_together(ledger: Ledger) -> None:
+    for who in ("alice", "bob"):
+        ledger.grant(DS, who, 2, granted_by="p")
+    _debit(ledger, "0.5", principal="alice")  # before any policy: counted when it is set
+    ledger.set_policy(DS, Policy(dataset_cap_epsilon=Decimal("1.5")), set_by="p")
+    _debit(ledger, "0.5", principal="bob")
+    with pytest.raises(BudgetExhausted, match="dataset-wide") as err:
+        _debit(ledger, "0.75", principal="alice")
+    assert err.value.remaining == Decimal("0.5")
+    # Refused as a whole: alice's own grant was not charged either.
+    assert ledger.balance("alice", DS).epsilon_spent == Decimal("0.5")
+    _debit(ledger, "0.5", principal="alice")
+    assert ledger.dataset_spent(DS) == (Decimal("1.5"), 0, 0)
+    ledger.set_policy(DS, Policy(dataset_cap_epsilon=Decimal(2)), set_by="p")  # raised later
+    _debit(ledger, "0.5", principal="bob")
+    assert len(ledger.entries()) == 4
+    ledger.verify()
+
+
+def test_concurrent_debits_of_several_researchers_never_pass_the_dataset_cap(
+    engine: Engine,
+) -> None:
+    """64 threads, 4 researchers each with room for 10 debits, a dataset cap of 25."""
+    ledger = Ledger(engine)
+    people = [f"r{i}" for i in range(4)]
+    for who in people:
+        ledger.grant(DS, who, 1, granted_by="p")
+    ledger.set_policy(DS, Policy(dataset_cap_epsilon=Decimal("2.5")), set_by="p")
+    n = 64
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = _debit(ledger, "0.1", principal=people[i % 4], job_id=f"t{i}")
+        except Exception as exc:  # collected and checked below
+            results[i] = exc
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    ok = [r for r in results if isinstance(r, LedgerEntry)]
+    assert [r for r in results if not isinstance(r, (LedgerEntry, BudgetExhausted))] == []
+    assert len(ok) == 25
+    assert ledger.dataset_spent(DS)[0] == Decimal("2.5")
+    assert sum((ledger.balance(w, DS).epsilon_spent for w in people), Decimal(0)) == Decimal("2.5")
+    ledger.verify()
