@@ -169,6 +169,8 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.CatalogService/DescribeDataset": frozenset({R, P, D, A}),
     "/enclave.v1.CatalogService/RegisterDataset": frozenset({P}),
     "/enclave.v1.CatalogService/GrantAccess": frozenset({P}),
+    "/enclave.v1.CatalogService/SetPolicy": frozenset({P}),
+    "/enclave.v1.CatalogService/GetPolicy": frozenset({R, P, D}),
     "/enclave.v1.BudgetService/GetBudget": frozenset({R}),
     "/enclave.v1.AdminService/CreatePrincipal": frozenset({A}),
     "/enclave.v1.AdminService/ListPrincipals": frozenset({A, D}),

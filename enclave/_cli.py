@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--job-wall-seconds", type=float, default=300.0)
     s.add_argument("--log-level", default="INFO")
 
+    po = sub.add_parser("policy", help="a dataset's privacy policy").add_subparsers(
+        dest="policy", required=True
+    )
+    ps = po.add_parser("set", help="set your dataset's policy from a TOML file (a new version)")
+    ps.add_argument("name")
+    ps.add_argument("--file", type=Path, required=True)
+    pw = po.add_parser("show", help="the policy in force (and what all researchers spent)")
+    pw.add_argument("name")
+    pw.add_argument("--history", action="store_true", help="every version, newest first")
+
     au = sub.add_parser("audit", help="data protection officer commands").add_subparsers(
         dest="audit", required=True
     )
@@ -300,6 +310,12 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 info = client.describe_dataset(args.name)
                 print(json.dumps(_info_json(info), indent=2) if args.json else _describe(info))
+        elif args.command == "policy":
+            if args.policy == "set":
+                shown = client.set_policy(args.name, args.file.read_text())
+            else:
+                shown = client.policy(args.name, history=args.history)
+            print(_policy_text(shown))
         elif args.command == "audit" and args.audit == "head":
             head = client.ledger_head()
             print(f"{head.hash}  (entry {head.seq})")
@@ -355,6 +371,23 @@ def _run(args: argparse.Namespace) -> int:
                     )
                 )
     return 0
+
+
+def _policy_text(policy: Any) -> str:
+    if not policy.versions:
+        return f"{policy.dataset}: no policy set (only each researcher's grant applies)"
+    lines = []
+    for v in policy.versions:
+        when = v.set_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"{policy.dataset} policy version {v.version}, set by {v.set_by} at {when}:")
+        lines += ["  " + ln for ln in (v.policy_toml.strip() or "(no limits)").splitlines()]
+    if policy.HasField("dataset_spent"):
+        spent = policy.dataset_spent
+        lines.append(
+            f"spent by all researchers: epsilon={spent.epsilon}, rho={spent.rho}, "
+            f"delta={spent.delta}"
+        )
+    return "\n".join(lines)
 
 
 def _budget_row(b: Budget) -> list[str]:

@@ -486,6 +486,20 @@ class Client:
         )
         return grant
 
+    def set_policy(self, dataset: str, policy_toml: str) -> pb.DatasetPolicy:
+        """Set your dataset's policy (a new version; the old ones stay on record)."""
+        policy: pb.DatasetPolicy = self._call(
+            self._catalog.SetPolicy, pb.SetPolicyRequest(dataset=dataset, policy_toml=policy_toml)
+        )
+        return policy
+
+    def policy(self, dataset: str, history: bool = False) -> pb.DatasetPolicy:
+        """A dataset's policy in force (``history``: every version, newest first)."""
+        policy: pb.DatasetPolicy = self._call(
+            self._catalog.GetPolicy, pb.GetPolicyRequest(dataset=dataset, history=history)
+        )
+        return policy
+
     # --- admins -----------------------------------------------------------------------
 
     def create_principal(self, name: str, role: str) -> str:

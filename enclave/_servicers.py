@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, total
+from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, Policy, total
 from jobs import JobRecord, JobState, ReleaseRecord, zcdp_epsilon
 
 from ._app import Enclave
@@ -328,6 +328,55 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             delta_cap=str(balance.delta_cap),
             rho_cap=str(balance.rho_cap),
         )
+
+    def SetPolicy(
+        self, request: pb.SetPolicyRequest, context: grpc.ServicerContext
+    ) -> pb.DatasetPolicy:
+        caller = current_principal()
+        entry = self._app.catalog.get(request.dataset)
+        if entry is None or entry.owner != caller.name:
+            raise NotFound(f"you own no dataset called {request.dataset!r}")
+        policy = Policy.from_toml(request.policy_toml)
+        wrong = "epsilon" if entry.schema.zcdp else "rho"
+        if any(key.endswith(f"_{wrong}") for key in policy.to_dict()):
+            right = "rho" if entry.schema.zcdp else "epsilon"
+            raise InvalidArgument(
+                f"dataset {request.dataset!r} accounts privacy in {right}: its policy sets "
+                f"*_{right} limits, not *_{wrong}"
+            )
+        self._app.ledger.set_policy(request.dataset, policy, set_by=caller.name)
+        return self._policy(request.dataset, history=False)
+
+    def GetPolicy(
+        self, request: pb.GetPolicyRequest, context: grpc.ServicerContext
+    ) -> pb.DatasetPolicy:
+        entry = self._app.catalog.get(request.dataset)
+        if entry is None or not self._visible(entry):
+            raise NotFound(f"no dataset {request.dataset!r} that you can see")
+        return self._policy(request.dataset, history=request.history)
+
+    def _policy(self, dataset: str, *, history: bool) -> pb.DatasetPolicy:
+        ledger = self._app.ledger
+        versions = ledger.policy_history(dataset)
+        out = pb.DatasetPolicy(
+            dataset=dataset,
+            versions=[
+                pb.PolicyVersion(
+                    version=v.version,
+                    policy_toml=v.policy.to_toml(),
+                    set_by=v.set_by,
+                    set_at=_ts(v.set_at),
+                )
+                for v in (versions if history else versions[:1])
+            ],
+        )
+        if current_principal().role in (Role.PROVIDER, Role.DPO):
+            # What others spent is not a researcher's business.
+            epsilon, rho, delta = ledger.dataset_spent(dataset)
+            out.dataset_spent.CopyFrom(
+                pb.Cost(epsilon=amount(epsilon), rho=amount(rho), delta=amount(delta))
+            )
+        return out
 
 
 class BudgetServicer(pb_grpc.BudgetServiceServicer):  # type: ignore[misc]

@@ -290,6 +290,12 @@ class JobService:
                     "release(plan, epsilon=...), e.g. epsilon=0.1"
                 )
             amount = charge_amount(parse_epsilon(request.epsilon))
+        policy = self._ledger.policy(query.dataset)
+        if policy is not None:  # before any pricing or charge
+            zcdp = handle.schema.zcdp
+            policy.policy.check_release(
+                query.dataset, Decimal(0) if zcdp else amount, amount if zcdp else Decimal(0)
+            )
         return _compiler.price(query, handle, amount, delta)
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:

@@ -298,6 +298,44 @@ class Grant(_message.Message):
     rho_cap: str
     def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ...) -> None: ...
 
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("dataset", "policy_toml")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    policy_toml: str
+    def __init__(self, dataset: _Optional[str] = ..., policy_toml: _Optional[str] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ("dataset", "history")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    history: bool
+    def __init__(self, dataset: _Optional[str] = ..., history: _Optional[bool] = ...) -> None: ...
+
+class PolicyVersion(_message.Message):
+    __slots__ = ("version", "policy_toml", "set_by", "set_at")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    SET_BY_FIELD_NUMBER: _ClassVar[int]
+    SET_AT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    policy_toml: str
+    set_by: str
+    set_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., policy_toml: _Optional[str] = ..., set_by: _Optional[str] = ..., set_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DatasetPolicy(_message.Message):
+    __slots__ = ("dataset", "versions", "dataset_spent")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_SPENT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    versions: _containers.RepeatedCompositeFieldContainer[PolicyVersion]
+    dataset_spent: Cost
+    def __init__(self, dataset: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., dataset_spent: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
+
 class Budget(_message.Message):
     __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining")
     DATASET_FIELD_NUMBER: _ClassVar[int]

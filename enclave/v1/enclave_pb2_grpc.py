@@ -343,6 +343,16 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.Grant.FromString,
                 _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/enclave.v1.CatalogService/SetPolicy',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/enclave.v1.CatalogService/GetPolicy',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -372,6 +382,19 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPolicy(self, request, context):
+        """Every call records a new version (who, when, what): the policy's audit trail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -394,6 +417,16 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.GrantAccess,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.Grant.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.SetPolicyRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.GetPolicyRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -504,6 +537,60 @@ class CatalogService:
             '/enclave.v1.CatalogService/GrantAccess',
             enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.Grant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/SetPolicy',
+            enclave_dot_v1_dot_enclave__pb2.SetPolicyRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/GetPolicy',
+            enclave_dot_v1_dot_enclave__pb2.GetPolicyRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.FromString,
             options,
             channel_credentials,
             insecure,

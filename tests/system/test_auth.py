@@ -25,6 +25,8 @@ REQUESTS = {
     "GetBudget": pb.GetBudgetRequest(),
     "CreatePrincipal": pb.CreatePrincipalRequest(name="", role=pb.ROLE_RESEARCHER),
     "ListPrincipals": pb.ListPrincipalsRequest(),
+    "SetPolicy": pb.SetPolicyRequest(dataset="none", policy_toml=""),
+    "GetPolicy": pb.GetPolicyRequest(dataset="stays"),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),
 }

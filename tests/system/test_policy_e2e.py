@@ -1,0 +1,114 @@
+"""A provider's policy over gRPC and the CLI: per-release maximum, a dataset-wide cap
+over all researchers, versions kept with who set them, visibility by role."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+
+from enclave import Client
+
+POLICY = "per_release_max_epsilon = 0.3\ndataset_cap_epsilon = 1\n"
+
+
+def _cli(server, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env |= {"ENCLAVE_TOKEN": token, "ENCLAVE_ADDRESS": server.address}
+    return subprocess.run(
+        [sys.executable, "-m", "enclave", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def guarded(server, dataset_files) -> str:
+    data, schema = dataset_files
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("guarded", data, schema)
+    return "guarded"
+
+
+def _researcher(server, name: str, dataset: str) -> str:
+    token = server.researcher(None, name=name)
+    with Client(server.address, server.provider_token) as provider:
+        provider.grant(dataset, name, 1)
+    return token
+
+
+def test_policy_limits_releases_and_all_researchers_together(
+    server, guarded, tmp_path: Path
+) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(POLICY)
+    done = _cli(server, server.provider_token, "policy", "set", guarded, "--file", str(policy_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "policy version 1, set by provider" in done.stdout
+    assert "per_release_max_epsilon = 0.3" in done.stdout
+
+    alice = _researcher(server, "policy_alice", guarded)
+    bob = _researcher(server, "policy_bob", guarded)
+    with Client(server.address, alice) as client:
+        too_big = client.submit('result["n"] = release(dataset().count(), epsilon=0.5)', guarded)
+        assert (too_big.state, too_big.error_code) == ("FAILED", "FAILED_PRECONDITION")
+        assert "at most epsilon=0.3 per release" in too_big.error_message
+        with pytest.raises(grpc.RpcError, match=r"at most epsilon=0\.3"):
+            client.estimate('result["n"] = release(dataset().count(), epsilon=0.5)', guarded)
+        for _ in range(3):
+            job = client.submit('result["n"] = release(dataset().count(), epsilon=0.3)', guarded)
+            assert job.state == "SUCCEEDED"
+        [mine] = client.budget(guarded)
+        assert mine.epsilon_spent == Decimal("0.9")
+        seen = client.policy(guarded)
+        assert [v.version for v in seen.versions] == [1]
+        assert not seen.HasField("dataset_spent")  # others' spending is not hers to see
+    with Client(server.address, bob) as client:
+        assert client.submit(
+            'result["n"] = release(dataset().count(), epsilon=0.1)', guarded
+        ).state == ("SUCCEEDED")
+        capped = client.submit('result["n"] = release(dataset().count(), epsilon=0.1)', guarded)
+        assert capped.error_code == "RESOURCE_EXHAUSTED"
+        assert "dataset-wide cap" in capped.error_message
+        [his] = client.budget(guarded)
+        assert his.epsilon_spent == Decimal("0.1")  # the refused release charged nothing
+
+    shown = _cli(server, server.provider_token, "policy", "show", guarded)
+    assert "spent by all researchers: epsilon=1, rho=0, delta=0" in shown.stdout
+    policy_file.write_text("dataset_cap_epsilon = 2\n")
+    _cli(server, server.provider_token, "policy", "set", guarded, "--file", str(policy_file))
+    history = _cli(server, server.dpo_token, "policy", "show", guarded, "--history")
+    assert history.returncode == 0
+    assert history.stdout.index("version 2") < history.stdout.index("version 1")
+    with Client(server.address, bob) as client:  # raised cap, no per-release maximum now
+        assert client.submit(
+            'result["n"] = release(dataset().count(), epsilon=0.5)', guarded
+        ).state == ("SUCCEEDED")
+
+
+def test_policies_are_the_owners_and_in_the_datasets_measure(server, guarded) -> None:
+    stranger = server.researcher(None, name="policy_stranger")
+    with (
+        Client(server.address, stranger) as client,
+        pytest.raises(grpc.RpcError, match="NOT_FOUND"),
+    ):
+        client.policy(guarded)
+    with Client(server.address, server.admin_token) as admin:
+        other = admin.create_principal("other_provider", "provider")
+    with Client(server.address, other) as client, pytest.raises(grpc.RpcError, match="NOT_FOUND"):
+        client.set_policy(guarded, POLICY)
+    with Client(server.address, server.provider_token) as provider:
+        for bad, fragment in (
+            ("per_release_max_rho = 0.1", "accounts privacy in epsilon"),
+            ("dataset_cap = 1", "unknown policy key"),
+            ("per_release_max_epsilon = -1", "must be > 0"),
+        ):
+            with pytest.raises(grpc.RpcError, match=fragment):
+                provider.set_policy(guarded, bad)
