@@ -49,7 +49,7 @@ def add_missing_columns(engine: Engine, *tables: Table) -> list[str]:
     """Add columns a table gained since its database was created; return their names.
 
     A stopgap until migrations are managed by Alembic (issue 4). It only adds
-    columns, and only those declared ``NOT NULL`` with a ``server_default`` (so
+    columns, and only nullable ones or those with a ``server_default`` (so
     existing rows get a value), in one transaction.
     """
     inspector = inspect(engine)
@@ -61,19 +61,22 @@ def add_missing_columns(engine: Engine, *tables: Table) -> list[str]:
                 if column.name in present:
                     continue
                 default = column.server_default
-                if default is None or column.nullable:
+                if column.nullable:
+                    constraint = ""  # existing rows get NULL
+                elif default is not None:
+                    constraint = f" NOT NULL DEFAULT {default.arg}"  # type: ignore[attr-defined]
+                else:
                     raise RuntimeError(
                         f"{table.name}.{column.name} is missing and cannot be added in place"
                     )
                 kind = column.type.compile(dialect=engine.dialect)
-                value = default.arg  # type: ignore[attr-defined]
                 # IF NOT EXISTS: replicas upgrading one database at once do not collide
                 # (PostgreSQL; SQLite serialises its writers anyway).
                 exists = "" if engine.dialect.name == "sqlite" else "IF NOT EXISTS "
                 conn.execute(
                     text(
-                        f"ALTER TABLE {table.name} ADD COLUMN {exists}{column.name} {kind} "
-                        f"NOT NULL DEFAULT {value}"
+                        f"ALTER TABLE {table.name} ADD COLUMN {exists}{column.name} {kind}"
+                        f"{constraint}"
                     )
                 )
                 added.append(f"{table.name}.{column.name}")

@@ -32,6 +32,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -45,6 +46,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     func,
     insert,
     or_,
@@ -84,6 +86,8 @@ grants = Table(
     Column("granted_by", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # After this instant the grant no longer allows releases (NULL: never expires).
+    Column("expires_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("dataset", "principal", name="uq_grant_dataset_principal"),
 )
 
@@ -148,6 +152,11 @@ class _HeadMoved(Exception):
     """Another debit extended the chain first; this transaction rolls back."""
 
 
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite returns naive datetimes for what was stored as UTC.
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -164,6 +173,7 @@ class Balance:
     delta_spent: Decimal = Decimal(0)
     rho_cap: Decimal = Decimal(0)
     rho_spent: Decimal = Decimal(0)
+    expires_at: dt.datetime | None = None
 
     @property
     def rho_remaining(self) -> Decimal:
@@ -230,6 +240,14 @@ def _canonical(
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _live(now: dt.datetime) -> Any:
+    """A grant that allows releases now: not revoked, not expired."""
+    return and_(
+        grants.c.revoked_at.is_(None),
+        or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
+    )
+
+
 def _cap(amount: Decimal | None, quantum: Decimal) -> int | None:
     # A cap is a promise to the provider: round it down, never up.
     return None if amount is None else to_quanta(amount, rounding=ROUND_FLOOR, quantum=quantum)
@@ -269,13 +287,22 @@ class Ledger:
         granted_by: str,
         delta_cap: object | None = None,
         rho_cap: object | None = None,
+        expires_at: dt.datetime | None = None,
     ) -> Balance:
         """Give ``principal`` access to ``dataset`` with caps on ε (or ρ) and δ.
 
         Granting again changes the caps given (spending so far is kept; a cap
         below what was already spent simply leaves nothing to spend). A cap
-        passed as ``None`` keeps the one in force (0 for a new grant).
+        passed as ``None`` keeps the one in force (0 for a new grant). A grant
+        (or re-grant) lasts until ``expires_at``, or for good without it; a
+        re-grant also lifts a revocation.
+
+        Raises:
+            InvalidAmount: a cap out of range, or an expiry already past.
         """
+        now = self._clock()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidAmount(f"the grant would expire at {expires_at}, which is already past")
         # A cap is a promise to the provider: round it down, never up.
         cap_q = (
             None
@@ -297,12 +324,11 @@ class Ledger:
             )
             if value is not None
         }
-        now = self._clock()
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             changed = conn.execute(
                 update(grants)
                 .where(grants.c.dataset == dataset, grants.c.principal == principal)
-                .values(revoked_at=None, granted_by=granted_by, **caps)
+                .values(revoked_at=None, granted_by=granted_by, expires_at=expires_at, **caps)
             ).rowcount
             if not changed:
                 conn.execute(
@@ -317,9 +343,26 @@ class Ledger:
                         delta_spent_q=0,
                         granted_by=granted_by,
                         created_at=now,
+                        expires_at=expires_at,
                     )
                 )
         return self.balance(principal, dataset)
+
+    def revoke(self, dataset: str, principal: str) -> None:
+        """End a grant now: the next release is refused; what was spent stays recorded.
+
+        Raises:
+            NoGrant: no live grant to revoke.
+        """
+        now = self._clock()
+        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            ended = conn.execute(
+                update(grants)
+                .where(grants.c.dataset == dataset, grants.c.principal == principal, _live(now))
+                .values(revoked_at=now)
+            ).rowcount
+        if not ended:
+            raise NoGrant(principal, dataset)
 
     def has_grant(self, principal: str, dataset: str) -> bool:
         """Whether a live grant exists (used to hide datasets from others)."""
@@ -328,7 +371,7 @@ class Ledger:
                 select(grants.c.id).where(
                     grants.c.dataset == dataset,
                     grants.c.principal == principal,
-                    grants.c.revoked_at.is_(None),
+                    _live(self._clock()),
                 )
             ).first()
         return row is not None
@@ -345,7 +388,7 @@ class Ledger:
 
     def balances(self, principal: str, *, dataset: str | None = None) -> list[Balance]:
         """All live grants of a principal, sorted by dataset."""
-        query = select(grants).where(grants.c.principal == principal, grants.c.revoked_at.is_(None))
+        query = select(grants).where(grants.c.principal == principal, _live(self._clock()))
         if dataset is not None:
             query = query.where(grants.c.dataset == dataset)
         with self._engine.connect() as conn:
@@ -360,6 +403,7 @@ class Ledger:
                 delta_spent=from_quanta(r["delta_spent_q"], quantum=DELTA_QUANTUM),
                 rho_cap=from_quanta(r["rho_cap_q"]),
                 rho_spent=from_quanta(r["rho_spent_q"]),
+                expires_at=_aware(r["expires_at"]),
             )
             for r in rows
         ]
@@ -429,7 +473,7 @@ class Ledger:
                 .where(
                     grants.c.dataset == dataset,
                     grants.c.principal == principal,
-                    grants.c.revoked_at.is_(None),
+                    _live(now),
                     grants.c.epsilon_spent_q + q <= grants.c.epsilon_cap_q,
                     grants.c.rho_spent_q + rq <= grants.c.rho_cap_q,
                     grants.c.delta_spent_q + dq <= grants.c.delta_cap_q,
@@ -443,9 +487,7 @@ class Ledger:
             if charged != 1:
                 row = conn.execute(
                     select(grants).where(
-                        grants.c.dataset == dataset,
-                        grants.c.principal == principal,
-                        grants.c.revoked_at.is_(None),
+                        grants.c.dataset == dataset, grants.c.principal == principal, _live(now)
                     )
                 ).first()
                 if row is None:

@@ -12,6 +12,7 @@ Invariants guarded here:
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 import multiprocessing
@@ -773,3 +774,37 @@ def test_concurrent_debits_of_several_researchers_never_pass_the_dataset_cap(
     assert ledger.dataset_spent(DS)[0] == Decimal("2.5")
     assert sum((ledger.balance(w, DS).epsilon_spent for w in people), Decimal(0)) == Decimal("2.5")
     ledger.verify()
+
+
+# --------------------------------------------------------------------------- expiry, revocation
+
+
+def test_an_expired_grant_allows_nothing_and_a_regrant_restores_it(engine: Engine) -> None:
+    now = [dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)]
+    ledger = Ledger(engine, clock=lambda: now[0])
+    bal = ledger.grant(DS, ALICE, 1, granted_by="p", expires_at=now[0] + dt.timedelta(days=1))
+    assert bal.expires_at == now[0] + dt.timedelta(days=1)
+    _debit(ledger, "0.25")
+    now[0] += dt.timedelta(days=1)  # the instant it expires
+    assert not ledger.has_grant(ALICE, DS)
+    assert ledger.balances(ALICE) == []
+    with pytest.raises(NoGrant):
+        _debit(ledger, "0.25", release_index=1)
+    with pytest.raises(InvalidAmount, match="already past"):
+        ledger.grant(DS, ALICE, 1, granted_by="p", expires_at=now[0])
+    ledger.grant(DS, ALICE, 1, granted_by="p")  # no expiry now; spending is kept
+    assert ledger.balance(ALICE, DS).epsilon_spent == Decimal("0.25")
+    _debit(ledger, "0.25", release_index=1)
+
+
+def test_a_revoked_grant_refuses_the_next_release(ledger: Ledger) -> None:
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    _debit(ledger, "0.5")
+    ledger.revoke(DS, ALICE)
+    with pytest.raises(NoGrant):
+        _debit(ledger, "0.1", release_index=1)
+    with pytest.raises(NoGrant):
+        ledger.revoke(DS, ALICE)
+    assert len(ledger.entries()) == 1  # what was spent stays on record
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    assert ledger.balance(ALICE, DS).epsilon_spent == Decimal("0.5")
