@@ -169,6 +169,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.CatalogService/DescribeDataset": frozenset({R, P, D, A}),
     "/enclave.v1.CatalogService/RegisterDataset": frozenset({P}),
     "/enclave.v1.CatalogService/GrantAccess": frozenset({P}),
+    "/enclave.v1.CatalogService/RevokeAccess": frozenset({P}),
     "/enclave.v1.CatalogService/SetPolicy": frozenset({P}),
     "/enclave.v1.CatalogService/GetPolicy": frozenset({R, P, D}),
     "/enclave.v1.BudgetService/GetBudget": frozenset({R}),

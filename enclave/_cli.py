@@ -8,6 +8,7 @@ data directory directly, to create the first admin.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -97,6 +98,15 @@ def _parser() -> argparse.ArgumentParser:
         help="delta cap, for releasing group keys that are not public "
         "(default: 0 for a new grant, unchanged for a re-grant)",
     )
+    g.add_argument(
+        "--expires",
+        type=_utc_datetime,
+        help="end of the grant, ISO 8601 (e.g. 2027-06-30 or 2027-06-30T18:00; UTC unless "
+        "an offset is given); a re-grant without it lasts for good",
+    )
+    rv = d.add_parser("revoke", help="end a researcher's grant now")
+    rv.add_argument("name")
+    rv.add_argument("--from", required=True, dest="principal")
     ds = d.add_parser("describe", help="public metadata of a dataset")
     ds.add_argument("name")
     ds.add_argument("--json", action="store_true")
@@ -300,13 +310,26 @@ def _run(args: argparse.Namespace) -> int:
                     )
             elif args.dataset == "grant":
                 grant = client.grant(
-                    args.name, args.principal, args.epsilon, args.delta, rho=args.rho
+                    args.name,
+                    args.principal,
+                    args.epsilon,
+                    args.delta,
+                    rho=args.rho,
+                    expires_at=args.expires,
                 )
                 cap = f"rho cap {grant.rho_cap}" if args.rho else f"epsilon cap {grant.epsilon_cap}"
+                until = (
+                    f", until {grant.expires_at.ToDatetime():%Y-%m-%d %H:%M} UTC"
+                    if grant.HasField("expires_at")
+                    else ""
+                )
                 print(
                     f"granted {grant.principal} access to {grant.dataset} "
-                    f"with {cap}, delta cap {grant.delta_cap}"
+                    f"with {cap}, delta cap {grant.delta_cap}{until}"
                 )
+            elif args.dataset == "revoke":
+                client.revoke(args.name, args.principal)
+                print(f"revoked {args.principal}'s grant on {args.name}; spending stays recorded")
             else:
                 info = client.describe_dataset(args.name)
                 print(json.dumps(_info_json(info), indent=2) if args.json else _describe(info))
@@ -366,7 +389,15 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print(
                     fmt.table(
-                        ["dataset", "measure", "cap", "spent", "remaining", "delta remaining"],
+                        [
+                            "dataset",
+                            "measure",
+                            "cap",
+                            "spent",
+                            "remaining",
+                            "delta remaining",
+                            "expires",
+                        ],
                         [_budget_row(b) for b in budgets],
                     )
                 )
@@ -401,6 +432,7 @@ def _budget_row(b: Budget) -> list[str]:
             f"{fmt.amount(b.rho_remaining)} (epsilon {eq} at delta "
             f"{fmt.amount(b.delta_equivalent_remaining)})",
             fmt.amount(b.delta_remaining),
+            _expiry(b),
         ]
     return [
         b.dataset,
@@ -409,7 +441,22 @@ def _budget_row(b: Budget) -> list[str]:
         fmt.amount(b.epsilon_spent),
         fmt.amount(b.epsilon_remaining),
         fmt.amount(b.delta_remaining),
+        _expiry(b),
     ]
+
+
+def _expiry(b: Budget) -> str:
+    return "never" if b.expires_at is None else f"{b.expires_at:%Y-%m-%d %H:%M} UTC"
+
+
+def _utc_datetime(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2027-06-30T18:00)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import uuid
@@ -257,6 +258,8 @@ class Budget:
     #: What remains, as (ε, δ)-DP (a conversion of ρ on zCDP datasets).
     epsilon_equivalent_remaining: Decimal = Decimal(0)
     delta_equivalent_remaining: Decimal = Decimal(0)
+    #: When the grant stops allowing releases (None: never).
+    expires_at: dt.datetime | None = None
 
     @classmethod
     def from_proto(cls, msg: pb.Budget) -> Budget:
@@ -275,6 +278,7 @@ class Budget:
             msg.privacy_definition or "pure_dp",
             Decimal(msg.epsilon_equivalent_remaining or msg.epsilon_remaining),
             Decimal(msg.delta_equivalent_remaining or msg.delta_remaining or "0"),
+            msg.expires_at.ToDatetime(tzinfo=dt.UTC) if msg.HasField("expires_at") else None,
         )
 
     def to_json(self) -> dict[str, str]:
@@ -288,6 +292,8 @@ class Budget:
             "delta_spent": str(self.delta_spent),
             "delta_remaining": str(self.delta_remaining),
         }
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at.isoformat()
         if self.privacy_definition == "zcdp":
             out |= {
                 "privacy_definition": self.privacy_definition,
@@ -467,24 +473,34 @@ class Client:
         delta: Decimal | float | str | None = None,
         *,
         rho: Decimal | float | str | None = None,
+        expires_at: dt.datetime | None = None,
     ) -> pb.Grant:
         """Give a researcher access to your dataset with a total cap (and δ cap).
 
         The cap is in the dataset's measure: ``epsilon`` for a pure-DP dataset,
         ``rho`` for a zCDP one. Without ``delta``, a new grant has no δ and a
-        re-grant keeps its δ cap.
+        re-grant keeps its δ cap. ``expires_at`` (aware, or naive UTC) ends it.
         """
-        grant: pb.Grant = self._call(
-            self._catalog.GrantAccess,
-            pb.GrantAccessRequest(
-                dataset=dataset,
-                principal=principal,
-                epsilon_cap="" if epsilon is None else str(epsilon),
-                delta_cap="" if delta is None else str(delta),
-                rho_cap="" if rho is None else str(rho),
-            ),
+        request = pb.GrantAccessRequest(
+            dataset=dataset,
+            principal=principal,
+            epsilon_cap="" if epsilon is None else str(epsilon),
+            delta_cap="" if delta is None else str(delta),
+            rho_cap="" if rho is None else str(rho),
         )
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=dt.UTC)
+            request.expires_at.FromDatetime(expires_at)
+        grant: pb.Grant = self._call(self._catalog.GrantAccess, request)
         return grant
+
+    def revoke(self, dataset: str, principal: str) -> None:
+        """End a researcher's grant on your dataset now (spending stays on record)."""
+        self._call(
+            self._catalog.RevokeAccess,
+            pb.RevokeAccessRequest(dataset=dataset, principal=principal),
+        )
 
     def set_policy(self, dataset: str, policy_toml: str) -> pb.DatasetPolicy:
         """Set your dataset's policy (a new version; the old ones stay on record)."""

@@ -288,13 +288,24 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         info.persons_truncated = truncation.persons_truncated
         return info
 
+    def _owned(self, dataset: str) -> DatasetEntry:
+        entry = self._app.catalog.get(dataset)
+        if entry is None or entry.owner != current_principal().name:
+            raise NotFound(f"you own no dataset called {dataset!r}")
+        return entry
+
+    def RevokeAccess(
+        self, request: pb.RevokeAccessRequest, context: grpc.ServicerContext
+    ) -> pb.RevokeAccessResponse:
+        self._owned(request.dataset)
+        self._app.ledger.revoke(request.dataset, request.principal)
+        return pb.RevokeAccessResponse()
+
     def GrantAccess(
         self, request: pb.GrantAccessRequest, context: grpc.ServicerContext
     ) -> pb.Grant:
         caller = current_principal()
-        entry = self._app.catalog.get(request.dataset)
-        if entry is None or entry.owner != caller.name:
-            raise NotFound(f"you own no dataset called {request.dataset!r}")
+        entry = self._owned(request.dataset)
         grantee = self._app.principals.get(request.principal)
         if grantee is None:
             raise NotFound(f"no principal called {request.principal!r}")
@@ -320,6 +331,11 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             delta_cap=request.delta_cap or None,
             rho_cap=request.rho_cap or None,
             granted_by=caller.name,
+            expires_at=(
+                request.expires_at.ToDatetime(tzinfo=dt.UTC)
+                if request.HasField("expires_at")
+                else None
+            ),
         )
         return pb.Grant(
             dataset=balance.dataset,
@@ -327,15 +343,14 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             epsilon_cap=str(balance.epsilon_cap),
             delta_cap=str(balance.delta_cap),
             rho_cap=str(balance.rho_cap),
+            expires_at=_ts(balance.expires_at),
         )
 
     def SetPolicy(
         self, request: pb.SetPolicyRequest, context: grpc.ServicerContext
     ) -> pb.DatasetPolicy:
         caller = current_principal()
-        entry = self._app.catalog.get(request.dataset)
-        if entry is None or entry.owner != caller.name:
-            raise NotFound(f"you own no dataset called {request.dataset!r}")
+        entry = self._owned(request.dataset)
         policy = Policy.from_toml(request.policy_toml)
         wrong = "epsilon" if entry.schema.zcdp else "rho"
         if any(key.endswith(f"_{wrong}") for key in policy.to_dict()):
@@ -466,6 +481,7 @@ def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
         privacy_definition="pure_dp" if conversion is None else "zcdp",
         epsilon_equivalent_remaining=amount(eps_eq),
         delta_equivalent_remaining=amount(delta_eq),
+        expires_at=_ts(b.expires_at),
     )
 
 

@@ -271,32 +271,48 @@ class RegisterDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GrantAccessRequest(_message.Message):
-    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap", "rho_cap")
+    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap", "rho_cap", "expires_at")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
     RHO_CAP_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     principal: str
     epsilon_cap: str
     delta_cap: str
     rho_cap: str
-    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap", "rho_cap")
+    __slots__ = ("dataset", "principal", "epsilon_cap", "delta_cap", "rho_cap", "expires_at")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
     RHO_CAP_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     principal: str
     epsilon_cap: str
     delta_cap: str
     rho_cap: str
-    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., delta_cap: _Optional[str] = ..., rho_cap: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RevokeAccessRequest(_message.Message):
+    __slots__ = ("dataset", "principal")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    principal: str
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
+
+class RevokeAccessResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("dataset", "policy_toml")
@@ -337,7 +353,7 @@ class DatasetPolicy(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., dataset_spent: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining")
+    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining", "expires_at")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -351,6 +367,7 @@ class Budget(_message.Message):
     PRIVACY_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     EPSILON_EQUIVALENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
     DELTA_EQUIVALENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     epsilon_cap: str
     epsilon_spent: str
@@ -364,7 +381,8 @@ class Budget(_message.Message):
     privacy_definition: str
     epsilon_equivalent_remaining: str
     delta_equivalent_remaining: str
-    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ..., rho_cap: _Optional[str] = ..., rho_spent: _Optional[str] = ..., rho_remaining: _Optional[str] = ..., privacy_definition: _Optional[str] = ..., epsilon_equivalent_remaining: _Optional[str] = ..., delta_equivalent_remaining: _Optional[str] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ..., rho_cap: _Optional[str] = ..., rho_spent: _Optional[str] = ..., rho_remaining: _Optional[str] = ..., privacy_definition: _Optional[str] = ..., epsilon_equivalent_remaining: _Optional[str] = ..., delta_equivalent_remaining: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetBudgetRequest(_message.Message):
     __slots__ = ("dataset",)

@@ -343,6 +343,11 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.Grant.FromString,
                 _registered_method=True)
+        self.RevokeAccess = channel.unary_unary(
+                '/enclave.v1.CatalogService/RevokeAccess',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.RevokeAccessRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.RevokeAccessResponse.FromString,
+                _registered_method=True)
         self.SetPolicy = channel.unary_unary(
                 '/enclave.v1.CatalogService/SetPolicy',
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.SetPolicyRequest.SerializeToString,
@@ -382,6 +387,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeAccess(self, request, context):
+        """Ends a grant now: the next release is refused; spending stays on record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetPolicy(self, request, context):
         """Every call records a new version (who, when, what): the policy's audit trail.
         """
@@ -417,6 +429,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.GrantAccess,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.Grant.SerializeToString,
+            ),
+            'RevokeAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAccess,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.RevokeAccessRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.RevokeAccessResponse.SerializeToString,
             ),
             'SetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPolicy,
@@ -537,6 +554,33 @@ class CatalogService:
             '/enclave.v1.CatalogService/GrantAccess',
             enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.Grant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/RevokeAccess',
+            enclave_dot_v1_dot_enclave__pb2.RevokeAccessRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.RevokeAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,6 +26,7 @@ REQUESTS = {
     "CreatePrincipal": pb.CreatePrincipalRequest(name="", role=pb.ROLE_RESEARCHER),
     "ListPrincipals": pb.ListPrincipalsRequest(),
     "SetPolicy": pb.SetPolicyRequest(dataset="none", policy_toml=""),
+    "RevokeAccess": pb.RevokeAccessRequest(dataset="none", principal="none"),
     "GetPolicy": pb.GetPolicyRequest(dataset="stays"),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),

@@ -112,3 +112,40 @@ def test_policies_are_the_owners_and_in_the_datasets_measure(server, guarded) ->
         ):
             with pytest.raises(grpc.RpcError, match=fragment):
                 provider.set_policy(guarded, bad)
+
+
+def test_grants_expire_and_can_be_revoked(server, guarded) -> None:
+    import datetime as dt
+    import time
+
+    name = "expiring_carol"
+    token = server.researcher(None, name=name)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    with Client(server.address, server.provider_token) as provider:
+        with pytest.raises(grpc.RpcError, match="already past"):
+            provider.grant(guarded, name, 1, expires_at=soon - dt.timedelta(hours=1))
+        granted = provider.grant(guarded, name, 1, expires_at=soon)
+        assert granted.HasField("expires_at")
+    script = 'result["n"] = release(dataset().count(), epsilon=0.1)'
+    with Client(server.address, token) as client:
+        [budget] = client.budget(guarded)
+        assert budget.expires_at is not None
+        assert abs((budget.expires_at - soon).total_seconds()) < 1
+        assert client.submit(script, guarded).state == "SUCCEEDED"
+        time.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
+        # Refused at submission: the dataset is no longer one of hers.
+        with pytest.raises(grpc.RpcError, match="granted to you"):
+            client.submit(script, guarded)
+        assert guarded not in [d.name for d in client.datasets()]
+    # A re-grant without an expiry lasts; a revocation (here through the CLI) ends it.
+    with Client(server.address, server.provider_token) as provider:
+        provider.grant(guarded, name, 1)
+    with Client(server.address, token) as client:
+        assert client.submit(script, guarded).state == "SUCCEEDED"
+    done = _cli(server, server.provider_token, "dataset", "revoke", guarded, "--from", name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Client(server.address, token) as client, pytest.raises(grpc.RpcError, match="granted"):
+        client.submit(script, guarded)
+    again = _cli(server, server.provider_token, "dataset", "revoke", guarded, "--from", name)
+    assert again.returncode != 0
+    assert "no grant" in again.stdout + again.stderr

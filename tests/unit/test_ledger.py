@@ -672,6 +672,7 @@ def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(database_
         for table, column in (
             ("grants", "rho_cap_q"),
             ("grants", "rho_spent_q"),
+            ("grants", "expires_at"),
             ("ledger_entries", "rho_q"),
         ):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
