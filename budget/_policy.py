@@ -1,14 +1,16 @@
 """A provider's privacy policy for one dataset, versioned.
 
-What this version covers (the rest of the policy, refresh windows, minimum
-counts and column lists, comes later):
+What this version covers (the rest of the policy, refresh windows and column
+lists, comes later):
 
 * ``per_release_max_epsilon`` / ``per_release_max_rho``: the most one release
   may spend, whoever asks;
 * ``dataset_cap_epsilon`` / ``dataset_cap_rho`` / ``dataset_cap_delta``: the
   most all researchers together may spend, which bounds what colluding accounts
   can learn. It is checked in the same atomic debit as each researcher's own
-  grant (`Ledger.debit`).
+  grant (`Ledger.debit`);
+* ``min_count``: released cells whose noisy count is below it are suppressed,
+  as statistics offices do (post-processing of the noisy values: no cost).
 
 A policy is written as TOML::
 
@@ -43,6 +45,7 @@ class Policy:
     dataset_cap_epsilon: Decimal | None = None
     dataset_cap_rho: Decimal | None = None
     dataset_cap_delta: Decimal | None = None
+    min_count: int | None = None
 
     @classmethod
     def from_toml(cls, text: str) -> Policy:
@@ -66,9 +69,15 @@ class Policy:
             raise InvalidAmount(
                 f"unknown policy key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        values: dict[str, Decimal] = {}
+        values: dict[str, Any] = {}
         for key, value in raw.items():
-            if key in _EPSILON_KEYS:
+            if key == "min_count":
+                if isinstance(value, str) and value.isdigit():
+                    value = int(value)  # the stored form
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise InvalidAmount(f"min_count must be a positive integer, got {value!r}")
+                values[key] = value
+            elif key in _EPSILON_KEYS:
                 values[key] = parse_epsilon(value, key)
             elif key in _RHO_KEYS:
                 values[key] = parse_rho(value)

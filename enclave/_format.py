@@ -11,6 +11,8 @@ def is_released(value: Any) -> bool:
     """Whether a JSON value is a released value object."""
     if not isinstance(value, dict) or "value" not in value:
         return False
+    if isinstance(value.get("suppressed"), int):
+        return True
     if value.get("aggregate") == "quantile":
         return isinstance(value.get("rank_error"), (int, float))
     ci = value.get("ci95")
@@ -40,6 +42,8 @@ def number(x: Any) -> str:
 
 def released(value: dict[str, Any]) -> str:
     """``12,345  (95% CI 12,300 .. 12,390)``; a quantile's accuracy is in rows of rank."""
+    if value.get("suppressed"):
+        return f"suppressed (count < {number(value['suppressed'])})"
     if value["ci95"] is None:
         rows = number(round(value["rank_error"]))
         return f"{number(value['value'])}  (95%: rank ±{rows} rows)"

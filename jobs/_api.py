@@ -672,6 +672,7 @@ class Released(_Frozen):
         "noise_scale",
         "q",
         "rank_error",
+        "suppressed",
         "value",
     )
     value: Any
@@ -682,6 +683,8 @@ class Released(_Frozen):
     noise_scale: float | None
     q: float | None
     rank_error: float | None
+    #: The provider's minimum count, when this cell was suppressed for being below it.
+    suppressed: int | None
 
     def __init__(self, raw: dict[str, Any]) -> None:
         ci = raw.get("ci95")
@@ -695,6 +698,7 @@ class Released(_Frozen):
             noise_scale=raw.get("noise_scale"),
             q=raw.get("q"),
             rank_error=raw.get("rank_error"),
+            suppressed=raw.get("suppressed"),
         )
 
     def _json(self) -> dict[str, Any]:
@@ -709,6 +713,8 @@ class Released(_Frozen):
         if self.aggregate == "quantile":
             out["q"] = self.q
             out["rank_error"] = self.rank_error
+        if self.suppressed is not None:
+            out["suppressed"] = self.suppressed
         return out
 
     def __float__(self) -> float:
@@ -773,6 +779,8 @@ class Released(_Frozen):
         return hash(self.value)
 
     def __repr__(self) -> str:
+        if self.value is None:
+            return "suppressed (its count is below the provider's minimum)"
         if self.ci95 is None:
             rows = self.rank_error
             return f"{self.value!r} (95%: rank ±{rows:.4g} rows)"

@@ -1227,6 +1227,33 @@ def _evaluate(priced: PricedQuery) -> Any:
     return table
 
 
+def suppress(release: Any, query: Query, min_count: int) -> Any:
+    """Blank out cells whose noisy count is below ``min_count`` (the provider's policy).
+
+    Post-processing of released values only, so it costs nothing and reveals
+    nothing more; a suppressed cell keeps its key, aggregate and mechanism, and
+    says why it has no value. The count deciding is the plan's first ``count()``.
+    """
+    counter = next((a.alias for a in query.aggs if a.op == "count"), None)
+    if counter is None:
+        return release
+
+    def cells(record: dict[str, Any]) -> dict[str, Any]:
+        if record[counter]["value"] >= min_count:
+            return record
+        out = dict(record)
+        for a in query.aggs:
+            cell = {k: v for k, v in record[a.alias].items() if k not in ("value", "ci95")}
+            out[a.alias] = cell | {"value": None, "ci95": None, "suppressed": min_count}
+        return out
+
+    if query.shape == "table":
+        return [cells(row) for row in release]
+    if query.shape == "record":
+        return cells(release)
+    return cells({counter: release})[counter]
+
+
 def _key_order(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
     return tuple((k is None, "" if k is None else k) for k in key)
 

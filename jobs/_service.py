@@ -296,6 +296,16 @@ class JobService:
             policy.policy.check_release(
                 query.dataset, Decimal(0) if zcdp else amount, amount if zcdp else Decimal(0)
             )
+            if (
+                policy.policy.min_count is not None
+                and query.group_by
+                and not any(a.op == "count" for a in query.aggs)
+            ):
+                raise PlanError(
+                    f"dataset {query.dataset!r} suppresses groups with fewer than "
+                    f"{policy.policy.min_count} rows (its provider's policy): include count() "
+                    "in agg(...), whose noisy value decides"
+                )
         return _compiler.price(query, handle, amount, delta)
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
@@ -322,6 +332,9 @@ class JobService:
         )
         self._notify()
         value = _compiler.evaluate(priced)
+        policy = self._ledger.policy(query.dataset)
+        if policy is not None and policy.policy.min_count is not None:
+            value = _compiler.suppress(value, query, policy.policy.min_count)
         self._store.set_release_value(job.id, request.index, value)
         return value
 

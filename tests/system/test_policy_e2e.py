@@ -149,3 +149,40 @@ def test_grants_expire_and_can_be_revoked(server, guarded) -> None:
     again = _cli(server, server.provider_token, "dataset", "revoke", guarded, "--from", name)
     assert again.returncode != 0
     assert "no grant" in again.stdout + again.stderr
+
+
+def test_cells_below_the_minimum_count_are_suppressed(server, dataset_files) -> None:
+    """Post-processing only: the release is charged as usual, small cells have no value."""
+    data, schema = dataset_files
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("small_cells", data, schema)
+        provider.set_policy("small_cells", "min_count = 300\n")
+    token = _researcher(server, "cells_dan", "small_cells")
+    # Regions of the test data hold 1,000 to 2,000 rows; people aged 85+ under 200.
+    script = (
+        'rows = release(dataset().filter(col("age") >= 85).group_by("region")'
+        '.agg(count(), mean("nights")), epsilon=0.5)\n'
+        'big = release(dataset().group_by("region").agg(count()), epsilon=0.2)\n'
+        'result["old"] = rows\n'
+        'result["all"] = big\n'
+        'result["suppressed"] = [r["region"] for r in rows if r["count"].value is None]'
+    )
+    with Client(server.address, token) as client:
+        job = client.submit(script, "small_cells")
+        assert job.state == "SUCCEEDED", job.error_message
+        assert job.cost_epsilon == Decimal("0.7")  # suppression costs nothing, saves nothing
+        old = job.result["old"]
+        assert [r["count"]["suppressed"] for r in old] == [300] * 4
+        assert all(r["mean_nights"]["value"] is None for r in old)
+        assert job.result["suppressed"] == [r["region"] for r in old]
+        # "west" is declared but absent from the data: its noisy zero is suppressed too.
+        counts = {r["region"]: r["count"] for r in job.result["all"]}
+        assert counts["west"]["value"] is None
+        assert all(counts[k]["value"] >= 300 for k in ("north", "south", "east"))
+        no_count = client.submit(
+            'result["x"] = release(dataset().group_by("region").agg(mean("nights")), epsilon=0.1)',
+            "small_cells",
+        )
+        assert no_count.error_code == "INVALID_ARGUMENT"
+        assert "include count()" in no_count.error_message
+        assert client.budget("small_cells")[0].epsilon_spent == Decimal("0.7")

@@ -51,3 +51,32 @@ def test_a_huge_rho_shows_an_infinite_equivalent_instead_of_failing() -> None:
     wire = budget_to_proto(balance, lambda _name: 1e-6)
     assert wire.epsilon_equivalent_remaining == "Infinity"
     assert wire.rho_remaining == "100000"
+
+
+def test_suppression_blanks_small_cells_in_every_shape() -> None:
+    from jobs._compiler import suppress
+    from jobs._plan import Agg, Query
+
+    def cell(v: float) -> dict[str, object]:
+        return {"value": v, "ci95": [v - 1, v + 1], "aggregate": "count", "mechanism": "m"}
+
+    count, total = Agg("count", None, None, "n"), Agg("sum", "x", None, "s")
+    table = Query("t", (), ("g",), (count, total), "table")
+    rows = [{"g": "a", "n": cell(50), "s": cell(9)}, {"g": "b", "n": cell(3), "s": cell(1)}]
+    out = suppress(rows, table, 10)
+    assert out[0] == rows[0]
+    assert out[1]["g"] == "b"
+    assert out[1]["n"] == {
+        "value": None,
+        "ci95": None,
+        "aggregate": "count",
+        "mechanism": "m",
+        "suppressed": 10,
+    }
+    assert out[1]["s"]["value"] is None
+    scalar = Query("t", (), (), (count,), "scalar")
+    assert suppress(cell(3), scalar, 10)["suppressed"] == 10
+    assert suppress(cell(30), scalar, 10) == cell(30)
+    no_count = Query("t", (), (), (total,), "scalar")
+    assert suppress(cell(3), no_count, 10) == cell(3)  # nothing decides: left as released
+    assert result({"n": out[1]["n"]}) == "n: suppressed (count < 10)"
