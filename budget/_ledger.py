@@ -240,6 +240,19 @@ def _canonical(
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _spent_q(conn: Connection, dataset: str) -> tuple[int, int, int]:
+    """Quanta of ε, ρ and δ ever debited on a dataset, from the ledger itself."""
+    e = ledger_entries.c
+    row = conn.execute(
+        select(
+            func.coalesce(func.sum(e.epsilon_q), 0),
+            func.coalesce(func.sum(e.rho_q), 0),
+            func.coalesce(func.sum(e.delta_q), 0),
+        ).where(e.dataset == dataset)
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def _live(now: dt.datetime) -> Any:
     """A grant that allows releases now: not revoked, not expired."""
     return and_(
@@ -626,20 +639,13 @@ class Ledger:
                 update(dataset_budgets).where(dataset_budgets.c.dataset == dataset).values(**caps)
             ).rowcount
             if not changed:
-                e = ledger_entries.c
-                spent = conn.execute(
-                    select(
-                        func.coalesce(func.sum(e.epsilon_q), 0),
-                        func.coalesce(func.sum(e.rho_q), 0),
-                        func.coalesce(func.sum(e.delta_q), 0),
-                    ).where(e.dataset == dataset)
-                ).one()
+                spent = _spent_q(conn, dataset)
                 conn.execute(
                     insert(dataset_budgets).values(
                         dataset=dataset,
-                        epsilon_spent_q=int(spent[0]),
-                        rho_spent_q=int(spent[1]),
-                        delta_spent_q=int(spent[2]),
+                        epsilon_spent_q=spent[0],
+                        rho_spent_q=spent[1],
+                        delta_spent_q=spent[2],
                         **caps,
                     )
                 )
@@ -674,19 +680,12 @@ class Ledger:
 
     def dataset_spent(self, dataset: str) -> tuple[Decimal, Decimal, Decimal]:
         """What all researchers together spent on a dataset: (ε, ρ, δ), exact."""
-        e = ledger_entries.c
         with self._engine.connect() as conn:
-            spent = conn.execute(
-                select(
-                    func.coalesce(func.sum(e.epsilon_q), 0),
-                    func.coalesce(func.sum(e.rho_q), 0),
-                    func.coalesce(func.sum(e.delta_q), 0),
-                ).where(e.dataset == dataset)
-            ).one()
+            spent = _spent_q(conn, dataset)
         return (
-            from_quanta(int(spent[0])),
-            from_quanta(int(spent[1])),
-            from_quanta(int(spent[2]), quantum=DELTA_QUANTUM),
+            from_quanta(spent[0]),
+            from_quanta(spent[1]),
+            from_quanta(spent[2], quantum=DELTA_QUANTUM),
         )
 
     def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:

@@ -29,6 +29,7 @@ from budget import (
     Balance,
     BudgetError,
     Ledger,
+    Policy,
     charge_amount,
     parse_delta,
     parse_epsilon,
@@ -271,8 +272,13 @@ class JobService:
             self._cancels.pop(job.id, None)
             self._notify()
 
-    def _price(self, principal: str, request: ReleaseRequest) -> _compiler.PricedQuery:
-        """Steps 1-2 of the release path: everything that needs no data."""
+    def _price(
+        self, principal: str, request: ReleaseRequest
+    ) -> tuple[_compiler.PricedQuery, Policy | None]:
+        """Steps 1-2 of the release path: everything that needs no data.
+
+        Returns the policy in force too, which the release applies afterwards.
+        """
         query = from_wire(request.plan)
         handle = self._granted(principal, query.dataset)
         delta = charge_amount(parse_delta(request.delta), quantum=DELTA_QUANTUM)
@@ -306,10 +312,13 @@ class JobService:
                     f"{policy.policy.min_count} rows (its provider's policy): include count() "
                     "in agg(...), whose noisy value decides"
                 )
-        return _compiler.price(query, handle, amount, delta)
+        return (
+            _compiler.price(query, handle, amount, delta),
+            None if policy is None else policy.policy,
+        )
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
-        priced = self._price(job.principal, request)
+        priced, policy = self._price(job.principal, request)
         query, epsilon, delta = priced.query, priced.epsilon, priced.delta
         self._ledger.debit(
             job.principal,
@@ -332,9 +341,8 @@ class JobService:
         )
         self._notify()
         value = _compiler.evaluate(priced)
-        policy = self._ledger.policy(query.dataset)
-        if policy is not None and policy.policy.min_count is not None:
-            value = _compiler.suppress(value, query, policy.policy.min_count)
+        if policy is not None and policy.min_count is not None:
+            value = _compiler.suppress(value, query, policy.min_count)
         self._store.set_release_value(job.id, request.index, value)
         return value
 
@@ -375,7 +383,7 @@ class JobService:
         releases: list[ReleaseRecord] = []
 
         def on_release(request: ReleaseRequest) -> Any:
-            priced = self._price(principal, request)
+            priced, _policy = self._price(principal, request)
             releases.append(
                 ReleaseRecord(
                     index=request.index,
