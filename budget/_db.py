@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Table, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, event, inspect, text
 from sqlalchemy import create_engine as _sa_create_engine
 
 
@@ -33,6 +33,8 @@ def create_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # Durable commits: a debit is on disk before its release exists (invariant 2).
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -45,39 +47,33 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
-def add_missing_columns(engine: Engine, *tables: Table) -> list[str]:
-    """Add columns a table gained since its database was created; return their names.
+def add_missing_columns(conn: Connection, *tables: Table) -> list[str]:
+    """Add columns a table lacks on a database created before its baseline migration.
 
-    A stopgap until migrations are managed by Alembic (issue 4). It only adds
-    columns, and only nullable ones or those with a ``server_default`` (so
-    existing rows get a value), in one transaction.
+    Used only by the baseline revisions (see `budget._migrate`): databases
+    created before Alembic was adopted had their columns added this way. It only
+    adds nullable columns or those with a ``server_default`` (so existing rows
+    get a value), on the caller's connection and transaction.
     """
-    inspector = inspect(engine)
+    inspector = inspect(conn)
     added = []
-    with engine.begin() as conn:
-        for table in tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                default = column.server_default
-                if column.nullable:
-                    constraint = ""  # existing rows get NULL
-                elif default is not None:
-                    constraint = f" NOT NULL DEFAULT {default.arg}"  # type: ignore[attr-defined]
-                else:
-                    raise RuntimeError(
-                        f"{table.name}.{column.name} is missing and cannot be added in place"
-                    )
-                kind = column.type.compile(dialect=engine.dialect)
-                # IF NOT EXISTS: replicas upgrading one database at once do not collide
-                # (PostgreSQL; SQLite serialises its writers anyway).
-                exists = "" if engine.dialect.name == "sqlite" else "IF NOT EXISTS "
-                conn.execute(
-                    text(
-                        f"ALTER TABLE {table.name} ADD COLUMN {exists}{column.name} {kind}"
-                        f"{constraint}"
-                    )
+    for table in tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            default = column.server_default
+            if column.nullable:
+                constraint = ""  # existing rows get NULL
+            elif default is not None:
+                constraint = f" NOT NULL DEFAULT {default.arg}"  # type: ignore[attr-defined]
+            else:
+                raise RuntimeError(
+                    f"{table.name}.{column.name} is missing and cannot be added in place"
                 )
-                added.append(f"{table.name}.{column.name}")
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(
+                text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{constraint}")
+            )
+            added.append(f"{table.name}.{column.name}")
     return added

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 
+import budget
 from jobs import (
     DataMismatch,
     DatasetHandle,
@@ -91,7 +92,7 @@ class Catalog:
 
     def create_tables(self) -> None:
         """Create the table and the data folder if missing."""
-        metadata.create_all(self._engine)
+        budget.upgrade_schema(self._engine, "enclave")
         self._root.mkdir(parents=True, exist_ok=True)
 
     def register(

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from budget import DELTA_QUANTUM, add_missing_columns, from_quanta, total
+from budget import DELTA_QUANTUM, from_quanta, total, upgrade_schema
 
 from ._errors import JobNotFound, RequestConflict
 
@@ -153,9 +153,8 @@ class JobStore:
         self._clock = clock
 
     def create_tables(self) -> None:
-        """Create the tables if missing (and add columns added since)."""
-        metadata.create_all(self._engine)
-        add_missing_columns(self._engine, jobs_table, releases_table)
+        """Create or upgrade the tables (Alembic, ``jobs/migrations``)."""
+        upgrade_schema(self._engine, "jobs")
 
     def create(
         self, job_id: str, principal: str, request_id: str, dataset: str, script: str

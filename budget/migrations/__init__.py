@@ -1,0 +1,1 @@
+"""Alembic migrations of the ``budget`` package's tables (see `budget._migrate`)."""
