@@ -27,6 +27,8 @@ from ._errors import (
     PolicyViolation,
 )
 from ._ledger import Balance, Ledger, LedgerEntry
+from ._migrate import current as schema_revision
+from ._migrate import upgrade as upgrade_schema
 from ._policy import Policy, PolicyVersion
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "parse_delta",
     "parse_epsilon",
     "parse_rho",
+    "schema_revision",
     "to_quanta",
     "total",
+    "upgrade_schema",
 ]

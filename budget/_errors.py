@@ -3,7 +3,7 @@
 Tree::
 
     BudgetError
-    ├── InvalidAmount      an ε that is not a finite positive number
+    ├── InvalidAmount      an ε that is not a finite positive number, or a malformed policy
     ├── NoGrant            the principal holds no (live) grant on the dataset
     ├── BudgetExhausted    the debit would exceed a cap; nothing was charged
     ├── PolicyViolation    the release breaks the provider's policy; nothing was charged
@@ -15,6 +15,7 @@ confidential data: the researcher may always know what they have left.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 
@@ -23,7 +24,7 @@ class BudgetError(Exception):
 
 
 class InvalidAmount(BudgetError):
-    """An amount of privacy budget that is not a finite positive number."""
+    """An amount of privacy budget that is not a finite positive number, or a bad policy."""
 
 
 class NoGrant(BudgetError):
@@ -46,13 +47,23 @@ class BudgetExhausted(BudgetError):
         measure: str = "epsilon",
         *,
         dataset_wide: bool = False,
+        lifetime: bool = False,
+        refreshes_at: dt.datetime | None = None,
     ) -> None:
-        whose = " (its dataset-wide cap, all researchers together)" if dataset_wide else ""
+        whose = ""
+        if dataset_wide:
+            whose = " (its dataset-wide cap, all researchers together)"
+        elif lifetime:
+            whose = " (your lifetime cap on it, over all refresh periods)"
+        elif refreshes_at is not None:
+            whose = f" (this period's budget; it starts again at {refreshes_at.isoformat()})"
         super().__init__(
             f"privacy budget exhausted on dataset {dataset!r}{whose}: requested "
             f"{measure}={requested}, remaining {measure}={remaining}; nothing was charged"
         )
         self.dataset_wide = dataset_wide
+        self.lifetime = lifetime
+        self.refreshes_at = refreshes_at
         self.dataset = dataset
         self.requested = requested
         self.remaining = remaining

@@ -18,6 +18,12 @@ table that each debit locks first (``FOR UPDATE``) and updates with a
 compare-and-set on its sequence number, so two writers can never both extend the
 chain from the same head.
 
+Refresh windows (invariant 3 still holds): a grant's caps are per period when the
+dataset's policy refreshes a measure, and the same statement then also checks
+the researcher's lifetime spending of that measure against the policy's
+lifetime cap. The period's spending is set back to zero lazily, by the first
+debit of a new period, in the same transaction as that debit.
+
 Budgets are kept in each dataset's own measure: ε for pure-DP datasets, ρ for
 zero-concentrated-DP (zCDP) ones, δ for either when group keys are released.
 A grant has a cap per measure (0 where the measure does not apply), and one
@@ -29,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -63,8 +69,9 @@ from ._amount import (
     parse_rho,
     to_quanta,
 )
-from ._db import add_missing_columns
 from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
+from ._migrate import upgrade
+from ._period import next_refresh, period_start
 from ._policy import Policy, PolicyVersion
 
 metadata = MetaData()
@@ -88,6 +95,12 @@ grants = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     # After this instant the grant no longer allows releases (NULL: never expires).
     Column("expires_at", DateTime(timezone=True), nullable=True),
+    # Spending over all refresh periods, against the policy's lifetime caps.
+    Column("lifetime_epsilon_spent_q", BigInteger, nullable=False, server_default="0"),
+    Column("lifetime_rho_spent_q", BigInteger, nullable=False, server_default="0"),
+    Column("lifetime_delta_spent_q", BigInteger, nullable=False, server_default="0"),
+    # When the period that *_spent_q counts began (refreshing datasets only matter).
+    Column("period_start", DateTime(timezone=True), nullable=False),
     UniqueConstraint("dataset", "principal", name="uq_grant_dataset_principal"),
 )
 
@@ -134,6 +147,11 @@ dataset_budgets = Table(
     Column("rho_spent_q", BigInteger, nullable=False),
     Column("delta_cap_q", BigInteger, nullable=True),
     Column("delta_spent_q", BigInteger, nullable=False),
+    # The policy's refresh window and per-researcher lifetime caps, read by each debit.
+    Column("refresh", String(10), nullable=False, server_default="none"),
+    Column("lifetime_epsilon_cap_q", BigInteger, nullable=True),
+    Column("lifetime_rho_cap_q", BigInteger, nullable=True),
+    Column("lifetime_delta_cap_q", BigInteger, nullable=True),
 )
 
 ledger_head = Table(
@@ -145,6 +163,7 @@ ledger_head = Table(
 )
 
 GENESIS_HASH = "0" * 64
+_MEASURES = (("epsilon", QUANTUM), ("rho", QUANTUM), ("delta", DELTA_QUANTUM))
 _HEAD_RETRIES = 20
 
 
@@ -174,21 +193,48 @@ class Balance:
     rho_cap: Decimal = Decimal(0)
     rho_spent: Decimal = Decimal(0)
     expires_at: dt.datetime | None = None
+    # Over all refresh periods; a cap of None: the policy sets no lifetime cap.
+    lifetime_epsilon_spent: Decimal = Decimal(0)
+    lifetime_epsilon_cap: Decimal | None = None
+    lifetime_rho_spent: Decimal = Decimal(0)
+    lifetime_rho_cap: Decimal | None = None
+    lifetime_delta_spent: Decimal = Decimal(0)
+    lifetime_delta_cap: Decimal | None = None
+    refresh: str = "none"
+    # When the period's spending of the refreshing measures starts again (None: never).
+    next_refresh: dt.datetime | None = None
+
+    def _remaining(
+        self, cap: Decimal, spent: Decimal, life_cap: Decimal | None, life: Decimal
+    ) -> Decimal:
+        left = cap - spent
+        if life_cap is not None:
+            left = min(left, life_cap - life)
+        return max(left, Decimal(0))
 
     @property
     def rho_remaining(self) -> Decimal:
-        """ρ that may still be spent (never negative)."""
-        return max(self.rho_cap - self.rho_spent, Decimal(0))
+        """ρ that may be spent now: this period's and the lifetime's, whichever is less."""
+        return self._remaining(
+            self.rho_cap, self.rho_spent, self.lifetime_rho_cap, self.lifetime_rho_spent
+        )
 
     @property
     def epsilon_remaining(self) -> Decimal:
-        """What may still be spent (never negative)."""
-        return max(self.epsilon_cap - self.epsilon_spent, Decimal(0))
+        """ε that may be spent now: this period's and the lifetime's, whichever is less."""
+        return self._remaining(
+            self.epsilon_cap,
+            self.epsilon_spent,
+            self.lifetime_epsilon_cap,
+            self.lifetime_epsilon_spent,
+        )
 
     @property
     def delta_remaining(self) -> Decimal:
-        """δ that may still be spent (never negative)."""
-        return max(self.delta_cap - self.delta_spent, Decimal(0))
+        """δ that may be spent now: this period's and the lifetime's, whichever is less."""
+        return self._remaining(
+            self.delta_cap, self.delta_spent, self.lifetime_delta_cap, self.lifetime_delta_spent
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,10 +329,8 @@ class Ledger:
         self._clock = clock
 
     def create_tables(self) -> None:
-        """Create the ledger's tables and its chain head if missing."""
-        metadata.create_all(self._engine)
-        # Ledgers created before zCDP datasets existed gain the ρ columns (all 0).
-        add_missing_columns(self._engine, grants, ledger_entries)
+        """Create or upgrade the ledger's tables (Alembic) and its chain head."""
+        upgrade(self._engine, "budget")
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             if conn.execute(select(ledger_head.c.id)).first() is None:
                 conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS_HASH))
@@ -357,6 +401,7 @@ class Ledger:
                         granted_by=granted_by,
                         created_at=now,
                         expires_at=expires_at,
+                        period_start=now,
                     )
                 )
         return self.balance(principal, dataset)
@@ -401,25 +446,73 @@ class Ledger:
 
     def balances(self, principal: str, *, dataset: str | None = None) -> list[Balance]:
         """All live grants of a principal, sorted by dataset."""
-        query = select(grants).where(grants.c.principal == principal, _live(self._clock()))
+        return self._balances(grants.c.principal == principal, dataset)
+
+    def all_balances(self, *, dataset: str | None = None) -> list[Balance]:
+        """Every live grant, by dataset then principal (the DPO's and provider's view)."""
+        return self._balances(None, dataset)
+
+    def _balances(self, where: Any, dataset: str | None) -> list[Balance]:
+        now = self._clock()
+        b = dataset_budgets.c
+        query = (
+            select(
+                grants,
+                b.refresh,
+                b.lifetime_epsilon_cap_q,
+                b.lifetime_rho_cap_q,
+                b.lifetime_delta_cap_q,
+            )
+            .select_from(grants.outerjoin(dataset_budgets, b.dataset == grants.c.dataset))
+            .where(_live(now))
+        )
+        if where is not None:
+            query = query.where(where)
         if dataset is not None:
             query = query.where(grants.c.dataset == dataset)
         with self._engine.connect() as conn:
-            rows = conn.execute(query.order_by(grants.c.dataset)).mappings().all()
-        return [
-            Balance(
-                dataset=r["dataset"],
-                principal=r["principal"],
-                epsilon_cap=from_quanta(r["epsilon_cap_q"]),
-                epsilon_spent=from_quanta(r["epsilon_spent_q"]),
-                delta_cap=from_quanta(r["delta_cap_q"], quantum=DELTA_QUANTUM),
-                delta_spent=from_quanta(r["delta_spent_q"], quantum=DELTA_QUANTUM),
-                rho_cap=from_quanta(r["rho_cap_q"]),
-                rho_spent=from_quanta(r["rho_spent_q"]),
-                expires_at=_aware(r["expires_at"]),
+            rows = (
+                conn.execute(query.order_by(grants.c.dataset, grants.c.principal)).mappings().all()
             )
-            for r in rows
-        ]
+        return [self._balance_of(r, now) for r in rows]
+
+    @staticmethod
+    def _balance_of(r: Any, now: dt.datetime) -> Balance:
+        refresh = r["refresh"] or "none"
+        spent: dict[str, Decimal] = {}
+        for measure, quantum in _MEASURES:
+            spent_q = r[f"{measure}_spent_q"]
+            if (
+                refresh != "none"
+                and r[f"lifetime_{measure}_cap_q"] is not None
+                and _aware(r["period_start"]) < period_start(now, refresh)  # type: ignore[operator]
+            ):
+                spent_q = 0  # a new period began; the next debit will record it
+            spent[measure] = from_quanta(spent_q, quantum=quantum)
+
+        def lifetime_cap(measure: str, quantum: Decimal) -> Decimal | None:
+            cap = r[f"lifetime_{measure}_cap_q"]
+            return None if cap is None else from_quanta(cap, quantum=quantum)
+
+        return Balance(
+            dataset=r["dataset"],
+            principal=r["principal"],
+            epsilon_cap=from_quanta(r["epsilon_cap_q"]),
+            epsilon_spent=spent["epsilon"],
+            delta_cap=from_quanta(r["delta_cap_q"], quantum=DELTA_QUANTUM),
+            delta_spent=spent["delta"],
+            rho_cap=from_quanta(r["rho_cap_q"]),
+            rho_spent=spent["rho"],
+            expires_at=_aware(r["expires_at"]),
+            lifetime_epsilon_spent=from_quanta(r["lifetime_epsilon_spent_q"]),
+            lifetime_epsilon_cap=lifetime_cap("epsilon", QUANTUM),
+            lifetime_rho_spent=from_quanta(r["lifetime_rho_spent_q"]),
+            lifetime_rho_cap=lifetime_cap("rho", QUANTUM),
+            lifetime_delta_spent=from_quanta(r["lifetime_delta_spent_q"], quantum=DELTA_QUANTUM),
+            lifetime_delta_cap=lifetime_cap("delta", DELTA_QUANTUM),
+            refresh=refresh,
+            next_refresh=next_refresh(now, refresh),
+        )
 
     def debit(
         self,
@@ -481,40 +574,7 @@ class Ledger:
                 .where(ledger_head.c.id == 1)
                 .with_for_update()
             ).one()
-            charged = conn.execute(
-                update(grants)
-                .where(
-                    grants.c.dataset == dataset,
-                    grants.c.principal == principal,
-                    _live(now),
-                    grants.c.epsilon_spent_q + q <= grants.c.epsilon_cap_q,
-                    grants.c.rho_spent_q + rq <= grants.c.rho_cap_q,
-                    grants.c.delta_spent_q + dq <= grants.c.delta_cap_q,
-                )
-                .values(
-                    epsilon_spent_q=grants.c.epsilon_spent_q + q,
-                    rho_spent_q=grants.c.rho_spent_q + rq,
-                    delta_spent_q=grants.c.delta_spent_q + dq,
-                )
-            ).rowcount
-            if charged != 1:
-                row = conn.execute(
-                    select(grants).where(
-                        grants.c.dataset == dataset, grants.c.principal == principal, _live(now)
-                    )
-                ).first()
-                if row is None:
-                    raise NoGrant(principal, dataset)
-                if row.epsilon_spent_q + q > row.epsilon_cap_q:
-                    remaining = max(row.epsilon_cap_q - row.epsilon_spent_q, 0)
-                    raise BudgetExhausted(dataset, amount, from_quanta(remaining))
-                if row.rho_spent_q + rq > row.rho_cap_q:
-                    rho_left = max(row.rho_cap_q - row.rho_spent_q, 0)
-                    raise BudgetExhausted(dataset, rho, from_quanta(rho_left), "rho")
-                delta_left = max(row.delta_cap_q - row.delta_spent_q, 0)
-                raise BudgetExhausted(
-                    dataset, delta, from_quanta(delta_left, quantum=DELTA_QUANTUM), "delta"
-                )
+            self._charge_grant(conn, principal, dataset, now, (q, rq, dq), (amount, rho, delta))
             self._debit_dataset(conn, dataset, q, rq, dq, amount, rho, delta)
             seq = head.seq + 1
             digest = _chain(
@@ -558,6 +618,80 @@ class Ledger:
             from_quanta(dq, quantum=DELTA_QUANTUM),
             from_quanta(rq),
         )
+
+    def _charge_grant(
+        self,
+        conn: Connection,
+        principal: str,
+        dataset: str,
+        now: dt.datetime,
+        quanta: tuple[int, int, int],
+        asked: tuple[Decimal, Decimal, Decimal],
+    ) -> None:
+        """Charge the researcher's grant: period caps and lifetime caps, one statement.
+
+        Raising rolls the whole debit back.
+        """
+        g = grants.c
+        policy = conn.execute(
+            select(
+                dataset_budgets.c.refresh,
+                dataset_budgets.c.lifetime_epsilon_cap_q,
+                dataset_budgets.c.lifetime_rho_cap_q,
+                dataset_budgets.c.lifetime_delta_cap_q,
+            ).where(dataset_budgets.c.dataset == dataset)
+        ).first()
+        refresh = policy.refresh if policy is not None else "none"
+        life_caps: dict[str, int] = {}
+        if policy is not None:
+            for measure, _quantum in _MEASURES:
+                cap = getattr(policy, f"lifetime_{measure}_cap_q")
+                if cap is not None:
+                    life_caps[measure] = cap
+        mine = and_(g.dataset == dataset, g.principal == principal, _live(now))
+        if refresh != "none" and life_caps:
+            # A new period: its spending of the refreshing measures starts from zero.
+            start = period_start(now, refresh)
+            conn.execute(
+                update(grants)
+                .where(mine, g.period_start < start)
+                .values(period_start=start, **{f"{m}_spent_q": 0 for m in life_caps})
+            )
+        conditions = [mine]
+        values: dict[str, Any] = {}
+        for (measure, _quantum), q in zip(_MEASURES, quanta, strict=True):
+            spent, cap, life = (
+                g[f"{measure}_spent_q"],
+                g[f"{measure}_cap_q"],
+                g[f"lifetime_{measure}_spent_q"],
+            )
+            conditions.append(spent + q <= cap)
+            if measure in life_caps:
+                conditions.append(life + q <= life_caps[measure])
+            values[f"{measure}_spent_q"] = spent + q
+            values[f"lifetime_{measure}_spent_q"] = life + q
+        if conn.execute(update(grants).where(*conditions).values(**values)).rowcount == 1:
+            return
+        row = conn.execute(select(grants).where(mine)).first()
+        if row is None:
+            raise NoGrant(principal, dataset)
+        refreshes_at = next_refresh(now, refresh) if life_caps else None
+        for (measure, quantum), q, amount in zip(_MEASURES, quanta, asked, strict=True):
+            spent, cap = getattr(row, f"{measure}_spent_q"), getattr(row, f"{measure}_cap_q")
+            life = getattr(row, f"lifetime_{measure}_spent_q")
+            if measure in life_caps and life + q > life_caps[measure]:
+                left = from_quanta(max(life_caps[measure] - life, 0), quantum=quantum)
+                raise BudgetExhausted(dataset, amount, left, measure, lifetime=True)
+            if spent + q > cap:
+                left = from_quanta(max(cap - spent, 0), quantum=quantum)
+                raise BudgetExhausted(
+                    dataset,
+                    amount,
+                    left,
+                    measure,
+                    refreshes_at=refreshes_at if measure in life_caps else None,
+                )
+        raise RuntimeError("grant debit refused without a cap exceeded")  # pragma: no cover
 
     def _debit_dataset(
         self,
@@ -617,6 +751,10 @@ class Ledger:
             "epsilon_cap_q": _cap(policy.dataset_cap_epsilon, QUANTUM),
             "rho_cap_q": _cap(policy.dataset_cap_rho, QUANTUM),
             "delta_cap_q": _cap(policy.dataset_cap_delta, DELTA_QUANTUM),
+            "refresh": policy.refresh,
+            "lifetime_epsilon_cap_q": _cap(policy.lifetime_cap_epsilon, QUANTUM),
+            "lifetime_rho_cap_q": _cap(policy.lifetime_cap_rho, QUANTUM),
+            "lifetime_delta_cap_q": _cap(policy.lifetime_cap_delta, DELTA_QUANTUM),
         }
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             # Serialise with debits (which lock the head first), so the spending
@@ -635,6 +773,20 @@ class Ledger:
                     set_at=now,
                 )
             )
+            before = conn.execute(
+                select(dataset_budgets.c.refresh).where(dataset_budgets.c.dataset == dataset)
+            ).scalar()
+            if policy.refresh != (before or "none"):
+                # A new window counts from now: the spending of each grant's current
+                # period stays in it rather than being forgiven at once.
+                conn.execute(
+                    update(grants)
+                    .where(
+                        grants.c.dataset == dataset,
+                        grants.c.period_start < period_start(now, policy.refresh),
+                    )
+                    .values(period_start=now)
+                )
             changed = conn.execute(
                 update(dataset_budgets).where(dataset_budgets.c.dataset == dataset).values(**caps)
             ).rowcount
@@ -688,17 +840,36 @@ class Ledger:
             from_quanta(spent[2], quantum=DELTA_QUANTUM),
         )
 
-    def entries(self, *, job_id: str | None = None) -> list[LedgerEntry]:
-        """Ledger entries in chain order, optionally for one job."""
-        return list(self._iter_entries(job_id))
+    def entries(
+        self,
+        *,
+        job_id: str | None = None,
+        principal: str | None = None,
+        dataset: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[LedgerEntry]:
+        """Ledger entries in chain order, filtered (``since`` inclusive, ``until`` not).
 
-    def _iter_entries(self, job_id: str | None) -> Iterator[LedgerEntry]:
-        query = select(ledger_entries).order_by(ledger_entries.c.seq)
-        if job_id is not None:
-            query = query.where(ledger_entries.c.job_id == job_id)
+        ``after_seq`` and ``limit`` page through them: pass the last entry's
+        ``seq`` to get the next page.
+        """
+        e = ledger_entries.c
+        query = select(ledger_entries).where(e.seq > after_seq).order_by(e.seq)
+        for column, value in ((e.job_id, job_id), (e.principal, principal), (e.dataset, dataset)):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(e.created_at >= since)
+        if until is not None:
+            query = query.where(e.created_at < until)
+        if limit is not None:
+            query = query.limit(limit)
         with self._engine.connect() as conn:
-            for r in conn.execute(query).mappings():
-                yield LedgerEntry(
+            return [
+                LedgerEntry(
                     seq=r["seq"],
                     kind=r["kind"],
                     principal=r["principal"],
@@ -706,12 +877,14 @@ class Ledger:
                     job_id=r["job_id"],
                     release_index=r["release_index"],
                     epsilon=from_quanta(r["epsilon_q"]),
-                    created_at=r["created_at"],
+                    created_at=_aware(r["created_at"]),  # type: ignore[arg-type]
                     prev_hash=r["prev_hash"],
                     hash=r["hash"],
                     delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
                     rho=from_quanta(r["rho_q"]),
                 )
+                for r in conn.execute(query).mappings()
+            ]
 
     def head(self) -> tuple[int, str]:
         """The chain head (last entry's number and hash), to record outside for anchoring."""

@@ -1,7 +1,6 @@
 """A provider's privacy policy for one dataset, versioned.
 
-What this version covers (the rest of the policy, refresh windows and column
-lists, comes later):
+What a policy covers:
 
 * ``per_release_max_epsilon`` / ``per_release_max_rho``: the most one release
   may spend, whoever asks;
@@ -10,13 +9,34 @@ lists, comes later):
   can learn. It is checked in the same atomic debit as each researcher's own
   grant (`Ledger.debit`);
 * ``min_count``: released cells whose noisy count is below it are suppressed,
-  as statistics offices do (post-processing of the noisy values: no cost).
+  as statistics offices do (post-processing of the noisy values: no cost);
+* ``refresh`` (``none``, ``daily``, ``weekly``, ``monthly``): each researcher's
+  grant becomes a budget per period, starting again at each calendar period in
+  UTC (`budget._period`);
+* ``lifetime_cap_epsilon`` / ``lifetime_cap_rho`` / ``lifetime_cap_delta``: the
+  most each researcher may spend over all periods. A refresh needs one: budgets
+  that start again without a lifetime bound leak without bound. Only the
+  measures with a lifetime cap refresh; the others stay a single budget;
+* ``allowed_columns``: the only columns researchers see and may use; the others
+  are invisible to them (absent from the catalog, unknown to plans, never read);
+* ``[bounds]``: narrower public bounds for numeric columns, e.g. to keep the
+  noise of sums over a column with a long tail small. Values are clamped to them
+  when read, a row-by-row map that keeps neighbouring datasets neighbours.
+
+Column names and bounds are checked against the dataset's schema where the
+policy is set (`jobs.DatasetHandle.restricted`); this module knows no schemas.
 
 A policy is written as TOML::
 
     per_release_max_epsilon = 0.5
     dataset_cap_epsilon = 20
     dataset_cap_delta = 1e-5
+    refresh = "monthly"
+    lifetime_cap_epsilon = 12
+    allowed_columns = ["age", "nights", "region"]
+
+    [bounds]
+    nights = [0, 30]
 
 Every change is a new version, kept with who set it and when; the versions are
 the policy's audit trail.
@@ -24,6 +44,8 @@ the policy's audit trail.
 
 from __future__ import annotations
 
+import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
@@ -31,9 +53,10 @@ from typing import Any
 
 from ._amount import parse_delta, parse_epsilon, parse_rho
 from ._errors import InvalidAmount, PolicyViolation
+from ._period import REFRESH_WINDOWS
 
-_EPSILON_KEYS = ("per_release_max_epsilon", "dataset_cap_epsilon")
-_RHO_KEYS = ("per_release_max_rho", "dataset_cap_rho")
+_EPSILON_KEYS = ("per_release_max_epsilon", "dataset_cap_epsilon", "lifetime_cap_epsilon")
+_RHO_KEYS = ("per_release_max_rho", "dataset_cap_rho", "lifetime_cap_rho")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +69,40 @@ class Policy:
     dataset_cap_rho: Decimal | None = None
     dataset_cap_delta: Decimal | None = None
     min_count: int | None = None
+    refresh: str = "none"
+    lifetime_cap_epsilon: Decimal | None = None
+    lifetime_cap_rho: Decimal | None = None
+    lifetime_cap_delta: Decimal | None = None
+    allowed_columns: tuple[str, ...] | None = None
+    #: (column, lower, upper) per narrowed column, in column-name order.
+    bounds: tuple[tuple[str, int | float, int | float], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.refresh not in REFRESH_WINDOWS:
+            raise InvalidAmount(
+                f"refresh must be one of {', '.join(REFRESH_WINDOWS)}, got {self.refresh!r}"
+            )
+        if self.refresh != "none" and not self.refreshing:
+            raise InvalidAmount(
+                f"refresh = {self.refresh!r} needs a lifetime cap (lifetime_cap_epsilon, "
+                "lifetime_cap_rho or lifetime_cap_delta): budgets that start again without "
+                "a lifetime bound let a researcher learn without bound"
+            )
+
+    @property
+    def refreshing(self) -> tuple[str, ...]:
+        """The measures whose per-researcher budget starts again each period."""
+        if self.refresh == "none":
+            return ()
+        return tuple(
+            measure
+            for measure, cap in (
+                ("epsilon", self.lifetime_cap_epsilon),
+                ("rho", self.lifetime_cap_rho),
+                ("delta", self.lifetime_cap_delta),
+            )
+            if cap is not None
+        )
 
     @classmethod
     def from_toml(cls, text: str) -> Policy:
@@ -77,6 +134,12 @@ class Policy:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise InvalidAmount(f"min_count must be a positive integer, got {value!r}")
                 values[key] = value
+            elif key == "refresh":
+                values[key] = str(value)
+            elif key == "allowed_columns":
+                values[key] = _parse_columns(value)
+            elif key == "bounds":
+                values[key] = _parse_bounds(value)
             elif key in _EPSILON_KEYS:
                 values[key] = parse_epsilon(value, key)
             elif key in _RHO_KEYS:
@@ -85,13 +148,41 @@ class Policy:
                 values[key] = parse_delta(value)
         return cls(**values)
 
-    def to_dict(self) -> dict[str, str]:
-        """Exact decimal strings of the limits that are set."""
-        return {k: str(v) for k, v in asdict(self).items() if v is not None}
+    def to_dict(self) -> dict[str, Any]:
+        """What is set: amounts as exact decimal strings, columns as lists (JSON-ready)."""
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if v is None or (k == "refresh" and v == "none"):
+                continue
+            if k == "allowed_columns":
+                out[k] = list(v)
+            elif k == "bounds":
+                out[k] = {name: [lo, hi] for name, lo, hi in v}
+            else:
+                out[k] = str(v)
+        return out
 
     def to_toml(self) -> str:
         """The policy as its provider would write it."""
-        return "".join(f"{k} = {v}\n" for k, v in self.to_dict().items())
+        lines, tables = [], []
+        for k, v in self.to_dict().items():
+            if k == "refresh":
+                lines.append(f'{k} = "{v}"\n')
+            elif k == "allowed_columns":
+                lines.append(f"{k} = [{', '.join(json.dumps(c) for c in v)}]\n")
+            elif k == "bounds":
+                tables.append("\n[bounds]\n")
+                tables.extend(f"{name} = [{lo!r}, {hi!r}]\n" for name, (lo, hi) in v.items())
+            else:
+                lines.append(f"{k} = {v}\n")
+        return "".join(lines + tables)
+
+    def bounds_of(self, column: str) -> tuple[int | float, int | float] | None:
+        """The narrower bounds set for ``column``, if any."""
+        for name, lo, hi in self.bounds or ():
+            if name == column:
+                return (lo, hi)
+        return None
 
     def check_release(self, dataset: str, epsilon: Decimal, rho: Decimal) -> None:
         """Refuse a release above the per-release maximum.
@@ -109,6 +200,41 @@ class Policy:
                     f"(its provider's policy); you asked for {measure}={asked}. Nothing was "
                     "charged"
                 )
+
+
+def _parse_columns(value: Any) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(c, str) and c for c in value)
+        or len(set(value)) != len(value)
+    ):
+        raise InvalidAmount(
+            f"allowed_columns must be a non-empty list of distinct column names, got {value!r}"
+        )
+    return tuple(value)
+
+
+def _parse_bounds(value: Any) -> tuple[tuple[str, int | float, int | float], ...]:
+    if not isinstance(value, dict) or not value:
+        raise InvalidAmount(
+            "bounds must be a table of column = [lower, upper], e.g. [bounds] nights = [0, 30]"
+        )
+    out = []
+    for name, pair in sorted(value.items()):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in pair)
+            or not all(math.isfinite(b) for b in pair)
+            or pair[0] >= pair[1]
+        ):
+            raise InvalidAmount(
+                f"bounds.{name} must be two finite numbers [lower, upper] with lower < upper, "
+                f"got {pair!r}"
+            )
+        out.append((name, pair[0], pair[1]))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

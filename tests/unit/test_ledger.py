@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import math
 import multiprocessing
 import tempfile
@@ -276,7 +277,9 @@ def test_regrant_changes_cap_and_keeps_spending(ledger: Ledger) -> None:
     ledger.grant(DS, ALICE, 1, granted_by="p")
     _debit(ledger, "0.75")
     raised = ledger.grant(DS, ALICE, 3, granted_by="dpo")
-    assert raised == budget.Balance(DS, ALICE, Decimal(3), Decimal("0.75"))
+    assert raised == budget.Balance(
+        DS, ALICE, Decimal(3), Decimal("0.75"), lifetime_epsilon_spent=Decimal("0.75")
+    )
     assert raised.epsilon_remaining == Decimal("2.25")
     assert len(ledger.balances(ALICE)) == 1  # updated in place, not duplicated
 
@@ -660,32 +663,48 @@ def test_tampered_rho_is_detected(engine: Engine, ledger: Ledger) -> None:
         ledger.verify()
 
 
-def test_a_ledger_from_before_rho_gains_the_columns_and_still_verifies(database_url: str) -> None:
-    """An existing database keeps its grants, spending and chain when the rho columns arrive."""
+def test_a_ledger_from_before_migrations_upgrades_in_place(database_url: str) -> None:
+    """A database made before Alembic (and before rho and refresh) keeps its grants,
+    spending and chain, and gains lifetime spending equal to what was spent."""
     engine = budget.create_engine(database_url)
     ledger = Ledger(engine)
     ledger.create_tables()
     ledger.grant(DS, ALICE, "1", granted_by="p")
     ledger.debit(ALICE, DS, Decimal("0.25"), job_id="j", release_index=0)
+    ledger.set_policy(DS, Policy(dataset_cap_epsilon=Decimal(5)), set_by="p")
     head = ledger.verify()
-    with engine.begin() as conn:  # what the schema looked like before zCDP datasets
+    with engine.begin() as conn:  # what the schema looked like before migrations
+        conn.execute(text("DROP TABLE alembic_version_budget"))
         for table, column in (
             ("grants", "rho_cap_q"),
             ("grants", "rho_spent_q"),
             ("grants", "expires_at"),
+            ("grants", "lifetime_epsilon_spent_q"),
+            ("grants", "lifetime_rho_spent_q"),
+            ("grants", "lifetime_delta_spent_q"),
+            ("grants", "period_start"),
             ("ledger_entries", "rho_q"),
+            ("dataset_budgets", "refresh"),
+            ("dataset_budgets", "lifetime_epsilon_cap_q"),
+            ("dataset_budgets", "lifetime_rho_cap_q"),
+            ("dataset_budgets", "lifetime_delta_cap_q"),
         ):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     engine.dispose()
     engine = budget.create_engine(database_url)
     ledger = Ledger(engine)
     try:
-        ledger.create_tables()  # adds the columns back
-        ledger.create_tables()  # and again: nothing left to add
+        assert budget.schema_revision(engine, "budget") is None
+        ledger.create_tables()  # baseline adds the old columns back, then the new revisions
+        ledger.create_tables()  # and again: nothing left to do
+        assert budget.schema_revision(engine, "budget") == "budget_0002"
         assert ledger.verify() == head
         bal = ledger.balance(ALICE, DS)
         assert (bal.epsilon_spent, bal.rho_cap, bal.rho_spent) == (Decimal("0.25"), 0, 0)
+        assert bal.lifetime_epsilon_spent == Decimal("0.25")
+        assert bal.refresh == "none"
         ledger.debit(ALICE, DS, Decimal("0.5"), job_id="j", release_index=1)
+        assert ledger.balance(ALICE, DS).lifetime_epsilon_spent == Decimal("0.75")
         ledger.verify()
     finally:
         engine.dispose()
@@ -709,6 +728,26 @@ def test_policies_are_versioned_and_parsed_exactly() -> None:
     policy.check_release(DS, Decimal("0.5"), Decimal(0))
     with pytest.raises(PolicyViolation, match=r"at most epsilon=0\.5 per release"):
         policy.check_release(DS, Decimal("0.6"), Decimal(0))
+
+
+def test_column_rules_round_trip_through_toml_and_storage() -> None:
+    text = 'allowed_columns = ["b", "a"]\n\n[bounds]\nz = [0.5, 2]\na = [1, 3]\n'
+    policy = Policy.from_toml(text)
+    assert policy.allowed_columns == ("b", "a")  # the provider's order is kept
+    assert policy.bounds == (("a", 1, 3), ("z", 0.5, 2))
+    assert policy.bounds_of("z") == (0.5, 2) and policy.bounds_of("b") is None
+    assert Policy.from_toml(policy.to_toml()) == policy
+    assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
+    for bad, fragment in (
+        ('allowed_columns = "a"', "non-empty list"),
+        ('allowed_columns = ["a", "a"]', "distinct"),
+        ("[bounds]\na = [3, 1]", "lower < upper"),
+        ('[bounds]\na = [0, "9"]', "two finite numbers"),
+        ("[bounds]\na = [0, inf]", "two finite numbers"),
+        ("bounds = 3", "table of column"),
+    ):
+        with pytest.raises(InvalidAmount, match=fragment):
+            Policy.from_toml(bad)
 
 
 def test_set_policy_keeps_every_version(ledger: Ledger) -> None:
@@ -809,3 +848,151 @@ def test_a_revoked_grant_refuses_the_next_release(ledger: Ledger) -> None:
     assert len(ledger.entries()) == 1  # what was spent stays on record
     ledger.grant(DS, ALICE, 1, granted_by="p")
     assert ledger.balance(ALICE, DS).epsilon_spent == Decimal("0.5")
+
+
+# --------------------------------------------------------------------------- refresh windows
+
+
+class _Clock:
+    """An injectable clock the test moves by hand."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+THURSDAY = dt.datetime(2026, 12, 3, 21, 0, tzinfo=dt.UTC)
+
+
+def _clocked(engine: Engine, start: dt.datetime = THURSDAY) -> tuple[_Clock, Ledger]:
+    clock = _Clock(start)
+    return clock, Ledger(engine, clock=clock)
+
+
+def test_a_refresh_without_a_lifetime_cap_is_refused() -> None:
+    with pytest.raises(InvalidAmount, match="lifetime cap"):
+        Policy.from_toml('refresh = "daily"\n')
+    with pytest.raises(InvalidAmount, match="refresh must be one of"):
+        Policy.from_toml('refresh = "hourly"\nlifetime_cap_epsilon = 3\n')
+    policy = Policy.from_toml('refresh = "weekly"\nlifetime_cap_epsilon = 3\n')
+    assert policy.refreshing == ("epsilon",)
+    assert Policy.from_toml(policy.to_toml()) == policy
+
+
+def test_daily_budget_starts_again_each_day_until_the_lifetime_cap(engine: Engine) -> None:
+    clock, ledger = _clocked(engine)
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    ledger.set_policy(DS, Policy(refresh="daily", lifetime_cap_epsilon=Decimal("2.5")), set_by="p")
+    _debit(ledger, "1")
+    with pytest.raises(BudgetExhausted, match=r"starts again at 2026-12-04T00:00:00\+00:00"):
+        _debit(ledger, "0.5", release_index=1)
+    bal = ledger.balance(ALICE, DS)
+    assert (bal.epsilon_remaining, bal.lifetime_epsilon_spent) == (0, 1)
+    assert bal.next_refresh == dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+
+    clock.now = dt.datetime(2026, 12, 4, 0, 0, 1, tzinfo=dt.UTC)  # the next day
+    bal = ledger.balance(ALICE, DS)  # shown as refreshed before any debit records it
+    assert (bal.epsilon_spent, bal.epsilon_remaining, bal.lifetime_epsilon_spent) == (0, 1, 1)
+    _debit(ledger, "1", release_index=2)
+
+    clock.now = dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)
+    bal = ledger.balance(ALICE, DS)
+    # 2 of the lifetime 2.5 are spent: this day's budget is 1 but only 0.5 is left for good.
+    assert (bal.epsilon_remaining, bal.lifetime_epsilon_spent) == (Decimal("0.5"), 2)
+    with pytest.raises(BudgetExhausted, match="lifetime cap") as exc:
+        _debit(ledger, "0.75", release_index=3)
+    assert exc.value.lifetime and exc.value.remaining == Decimal("0.5")
+    _debit(ledger, "0.5", release_index=4)
+
+    clock.now = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)  # months later: still nothing
+    with pytest.raises(BudgetExhausted, match="lifetime cap"):
+        _debit(ledger, "0.01", release_index=5)
+    assert ledger.balance(ALICE, DS).epsilon_remaining == 0
+    assert sum(e.epsilon for e in ledger.entries()) == Decimal("2.5")
+    ledger.verify()
+
+
+def test_weekly_and_monthly_periods_follow_the_calendar(engine: Engine) -> None:
+    clock, ledger = _clocked(engine)
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    ledger.set_policy(DS, Policy(refresh="weekly", lifetime_cap_epsilon=Decimal(10)), set_by="p")
+    _debit(ledger, "1")
+    clock.now = dt.datetime(2026, 12, 6, 23, 59, tzinfo=dt.UTC)  # Sunday: same week
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "0.1", release_index=1)
+    clock.now = dt.datetime(2026, 12, 7, 0, 0, tzinfo=dt.UTC)  # Monday
+    _debit(ledger, "1", release_index=2)
+
+    ledger.set_policy(DS, Policy(refresh="monthly", lifetime_cap_epsilon=Decimal(10)), set_by="p")
+    # The new window counts from now: this period's spending is not forgiven.
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "0.1", release_index=3)
+    clock.now = dt.datetime(2026, 12, 31, 23, tzinfo=dt.UTC)
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "0.1", release_index=4)
+    assert ledger.balance(ALICE, DS).next_refresh == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    clock.now = dt.datetime(2027, 1, 1, 0, 0, tzinfo=dt.UTC)
+    _debit(ledger, "1", release_index=5)
+    assert ledger.balance(ALICE, DS).lifetime_epsilon_spent == 3
+
+
+def test_only_measures_with_a_lifetime_cap_refresh(engine: Engine) -> None:
+    """delta has no lifetime cap here, so it stays one budget for good."""
+    clock, ledger = _clocked(engine)
+    ledger.grant(DS, ALICE, 1, delta_cap="1e-6", granted_by="p")
+    ledger.set_policy(DS, Policy(refresh="daily", lifetime_cap_epsilon=Decimal(5)), set_by="p")
+    ledger.debit(ALICE, DS, Decimal("0.5"), delta=Decimal("1e-6"), job_id="j", release_index=0)
+    clock.now += dt.timedelta(days=1)
+    bal = ledger.balance(ALICE, DS)
+    assert (bal.epsilon_spent, bal.delta_spent) == (0, Decimal("1e-6"))
+    with pytest.raises(BudgetExhausted, match="delta"):
+        ledger.debit(ALICE, DS, Decimal("0.5"), delta=Decimal("1e-7"), job_id="j", release_index=1)
+    _debit(ledger, "1", release_index=2)  # epsilon did start again
+
+
+def test_a_refused_debit_in_a_new_period_changes_nothing(engine: Engine) -> None:
+    clock, ledger = _clocked(engine)
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    ledger.set_policy(DS, Policy(refresh="daily", lifetime_cap_epsilon=Decimal(3)), set_by="p")
+    _debit(ledger, "1")
+    clock.now += dt.timedelta(days=1)
+    with pytest.raises(BudgetExhausted):
+        _debit(ledger, "2", release_index=1)  # above the period cap: rolled back whole
+    with engine.connect() as conn:  # the period's reset was rolled back with it
+        spent = conn.execute(text("SELECT epsilon_spent_q FROM grants")).scalar()
+    assert spent == to_quanta(Decimal(1))
+    assert ledger.balance(ALICE, DS).epsilon_remaining == 1
+    assert len(ledger.entries()) == 1
+
+
+# Concurrent debits across a period boundary: the lifetime cap still holds exactly.
+def test_concurrent_debits_across_periods_never_pass_the_lifetime_cap(engine: Engine) -> None:
+    clock, ledger = _clocked(engine)
+    ledger.grant(DS, ALICE, 1, granted_by="p")
+    ledger.set_policy(DS, Policy(refresh="daily", lifetime_cap_epsilon=Decimal(3)), set_by="p")
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        for i in range(10):
+            try:
+                _debit(ledger, "0.25", job_id=f"w{w}", release_index=i)
+                result = "ok"
+            except BudgetExhausted:
+                result = "exhausted"
+            with lock:
+                outcomes.append(result)
+
+    for _day in range(5):  # 5 days of 1 each would be 5, but the lifetime allows 3
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        clock.now += dt.timedelta(days=1)
+    assert outcomes.count("ok") == 12
+    assert ledger.balance(ALICE, DS).lifetime_epsilon_spent == 3
+    assert sum(e.epsilon for e in ledger.entries()) == 3
+    ledger.verify()
