@@ -1202,7 +1202,12 @@ def evaluate(priced: PricedQuery) -> Any:
 
 def _evaluate(priced: PricedQuery) -> Any:
     query, schema = priced.query, priced.dataset.schema
-    scan = pl.scan_parquet(priced.dataset.path).select(columns_read(query, schema))
+    read = columns_read(query, schema)
+    scan = pl.scan_parquet(priced.dataset.path).select(read)
+    clamps = [pl.col(c).clip(lo, hi) for c, lo, hi in priced.dataset.clamps if c in read]
+    if clamps:
+        # A provider's narrower bounds: the data must obey what the view declares.
+        scan = scan.with_columns(clamps)
     rows = priced.measurement(scan).collect().to_dicts()
     by_key = {tuple(r[g] for g in query.group_by): r for r in rows}
     view = with_derived(query, schema)

@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tomllib
@@ -370,11 +371,75 @@ def _parse_unit(raw: Any, columns: dict[str, ColumnSpec]) -> PrivacyUnit:
 
 @dataclass(frozen=True, slots=True)
 class DatasetHandle:
-    """What the host knows of a registered dataset: its public schema and its file."""
+    """What the host knows of a registered dataset: its public schema and its file.
+
+    ``clamps`` are the (column, lower, upper) a provider's narrower bounds add:
+    evaluation clamps those columns as it reads them, so the data obey the
+    bounds that ``schema`` (the researcher's view) declares.
+    """
 
     name: str
     schema: Schema
     path: Path
+    clamps: tuple[tuple[str, int | float, int | float], ...] = ()
+
+    def restricted(
+        self,
+        allowed_columns: tuple[str, ...] | None,
+        bounds: tuple[tuple[str, int | float, int | float], ...] | None,
+    ) -> DatasetHandle:
+        """The dataset as researchers see it under a provider's policy.
+
+        Hidden columns leave the schema (plans cannot name them, the catalog
+        does not list them, evaluation never reads them); narrowed columns take
+        their new bounds. The privacy unit keeps its definition: a hidden
+        identifier still bounds each person's rows, which registration enforced.
+
+        Raises:
+            SchemaError: a column the schema lacks, bounds on a non-numeric
+                column, bounds that are not inside the declared ones, or
+                fractional bounds on an int column.
+        """
+        schema = self.schema
+        known = set(schema.names)
+        named = [*(allowed_columns or ()), *(name for name, _lo, _hi in bounds or ())]
+        unknown = sorted({n for n in named if n not in known})
+        if unknown:
+            raise SchemaError(
+                f"dataset {self.name!r} has no column(s) {', '.join(map(repr, unknown))}; "
+                f"columns are: {', '.join(schema.names)}"
+            )
+        narrowed: dict[str, tuple[int | float, int | float]] = {}
+        for name, lo, hi in bounds or ():
+            spec = schema.column(name)
+            assert spec is not None
+            if spec.bounds is None:
+                raise SchemaError(
+                    f"column {name!r} is {spec.type}: bounds apply only to int and float columns"
+                )
+            if spec.type == "int" and not (float(lo).is_integer() and float(hi).is_integer()):
+                raise SchemaError(f"column {name!r} is int: its bounds must be whole numbers")
+            declared_lo, declared_hi = spec.bounds
+            if lo < declared_lo or hi > declared_hi:
+                raise SchemaError(
+                    f"bounds [{lo}, {hi}] for {name!r} are not inside its declared bounds "
+                    f"[{declared_lo}, {declared_hi}]: a policy can only narrow them"
+                )
+            narrowed[name] = (int(lo), int(hi)) if spec.type == "int" else (float(lo), float(hi))
+        if allowed_columns is not None and not allowed_columns:
+            raise SchemaError("allowed_columns must name at least one column")
+        visible = set(allowed_columns) if allowed_columns is not None else known
+        columns = tuple(
+            dataclasses.replace(c, bounds=narrowed[c.name]) if c.name in narrowed else c
+            for c in schema.columns
+            if c.name in visible
+        )
+        clamps = tuple(
+            (name, lo, hi) for name, (lo, hi) in sorted(narrowed.items()) if name in visible
+        )
+        return dataclasses.replace(
+            self, schema=dataclasses.replace(schema, columns=columns), clamps=clamps
+        )
 
 
 # --- data validation (provider side) -------------------------------------------------

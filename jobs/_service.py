@@ -280,7 +280,7 @@ class JobService:
         Returns the policy in force too, which the release applies afterwards.
         """
         query = from_wire(request.plan)
-        handle = self._granted(principal, query.dataset)
+        handle, policy = self._view(principal, query.dataset)
         delta = charge_amount(parse_delta(request.delta), quantum=DELTA_QUANTUM)
         if handle.schema.zcdp:
             if request.epsilon or not request.rho:
@@ -296,26 +296,37 @@ class JobService:
                     "release(plan, epsilon=...), e.g. epsilon=0.1"
                 )
             amount = charge_amount(parse_epsilon(request.epsilon))
-        policy = self._ledger.policy(query.dataset)
         if policy is not None:  # before any pricing or charge
             zcdp = handle.schema.zcdp
-            policy.policy.check_release(
+            policy.check_release(
                 query.dataset, Decimal(0) if zcdp else amount, amount if zcdp else Decimal(0)
             )
             if (
-                policy.policy.min_count is not None
+                policy.min_count is not None
                 and query.group_by
                 and not any(a.op == "count" for a in query.aggs)
             ):
                 raise PlanError(
                     f"dataset {query.dataset!r} suppresses groups with fewer than "
-                    f"{policy.policy.min_count} rows (its provider's policy): include count() "
+                    f"{policy.min_count} rows (its provider's policy): include count() "
                     "in agg(...), whose noisy value decides"
                 )
-        return (
-            _compiler.price(query, handle, amount, delta),
-            None if policy is None else policy.policy,
-        )
+        return _compiler.price(query, handle, amount, delta), policy
+
+    def _view(self, principal: str, dataset: str) -> tuple[DatasetHandle, Policy | None]:
+        """The granted dataset as the policy in force shows it, and that policy.
+
+        Read once per release, so a release is priced, checked and evaluated
+        under one version of the policy.
+        """
+        handle = self._granted(principal, dataset)
+        version = self._ledger.policy(dataset)
+        if version is None:
+            return handle, None
+        policy = version.policy
+        if policy.allowed_columns is not None or policy.bounds is not None:
+            handle = handle.restricted(policy.allowed_columns, policy.bounds)
+        return handle, policy
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
         priced, policy = self._price(job.principal, request)

@@ -613,3 +613,27 @@ def test_names_and_person_bounds_that_would_break_storage_are_refused(
 ) -> None:
     with pytest.raises(SchemaError, match=fragment):
         Schema.from_dict(raw)
+
+
+# --- a provider's view -------------------------------------------------------------------
+
+
+def test_a_policy_view_hides_columns_and_narrows_bounds(tmp_path) -> None:
+    schema = Schema.from_toml(documented_example())
+    handle = _schema.DatasetHandle("stays", schema, tmp_path / "f.parquet")
+    view = handle.restricted(("region", "nights"), (("nights", 1, 7),))
+    assert view.schema.names == ["region", "nights"]
+    assert view.schema.column("nights").bounds == (1, 7)  # type: ignore[union-attr]
+    assert view.schema.privacy_unit == schema.privacy_unit  # a hidden identifier still bounds
+    assert view.clamps == (("nights", 1, 7),)
+    assert handle.restricted(None, None) == handle
+    # Narrowing a hidden column clamps nothing: it is never read.
+    assert handle.restricted(("region",), (("nights", 1, 7),)).clamps == ()
+    for allowed, bounds, fragment in (
+        (("nope",), None, "no column.*'nope'"),
+        (None, (("nights", 0, 7),), "not inside"),
+        (None, (("nights", 1, 6.5),), "whole numbers"),
+        (None, (("region", 0, 1),), "only to int and float"),
+    ):
+        with pytest.raises(SchemaError, match=fragment):
+            handle.restricted(allowed, bounds)
