@@ -5,7 +5,7 @@ data and only differentially private aggregates, paid from a per-user privacy
 budget, come back.
 """
 
-from ._client import Budget, Client, Cost, Estimate, Job, Release
+from ._client import Budget, Client, Cost, Estimate, Job, LedgerRecord, Release
 from ._errors import (
     AlreadyExists,
     EnclaveError,
@@ -26,6 +26,7 @@ __all__ = [
     "InvalidArgument",
     "Job",
     "JobFailed",
+    "LedgerRecord",
     "NotFound",
     "PermissionDenied",
     "Release",

@@ -29,6 +29,8 @@ import grpc
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
+import budget
+
 from . import _status
 from ._errors import (
     AlreadyExists,
@@ -85,7 +87,7 @@ class PrincipalStore:
 
     def create_tables(self) -> None:
         """Create the table if missing."""
-        metadata.create_all(self._engine)
+        budget.upgrade_schema(self._engine, "enclave")
 
     def create(self, name: str, role: Role | str, *, created_by: str) -> tuple[Principal, str]:
         """Create a principal; return it and its token (the only time the token exists).
@@ -177,6 +179,9 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.AdminService/ListPrincipals": frozenset({A, D}),
     "/enclave.v1.AuditService/VerifyLedger": frozenset({D}),
     "/enclave.v1.AuditService/GetLedgerHead": frozenset({D}),
+    # Providers too, for their own datasets (checked by the servicer).
+    "/enclave.v1.AuditService/ListBudgets": frozenset({D, P}),
+    "/enclave.v1.AuditService/ListLedger": frozenset({D}),
 }
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 

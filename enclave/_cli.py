@@ -8,17 +8,21 @@ data directory directly, to create the first admin.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import grpc
 
+from budget import Policy
+
 from . import _format as fmt
-from ._client import Budget, Client, Estimate, Job
+from ._client import Budget, Client, Estimate, Job, LedgerRecord
 from ._errors import EnclaveError
 
 ROLES = ("researcher", "provider", "dpo", "admin")
@@ -67,6 +71,26 @@ def _parser() -> argparse.ArgumentParser:
     av = au.add_parser("verify", help="walk the ledger's hash chain (exit 1 if it is broken)")
     av.add_argument("--head", help="a head hash recorded earlier: it must still be in the chain")
     au.add_parser("head", help="print the ledger's head hash, to record outside the enclave")
+    ab = au.add_parser(
+        "budgets", help="every researcher's budget per dataset: caps, spent, lifetime, refresh"
+    )
+    ab.add_argument("--dataset")
+    ab.add_argument("--researcher")
+    ab.add_argument("--json", action="store_true")
+    al = au.add_parser("ledger", help="ledger entries, filtered; export as CSV or JSON")
+    al.add_argument("--researcher")
+    al.add_argument("--dataset")
+    al.add_argument("--since", type=_utc_datetime, help="ISO time, inclusive (UTC if no zone)")
+    al.add_argument("--until", type=_utc_datetime, help="ISO time, exclusive")
+    al.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    al.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    aj = au.add_parser("job", help="a job's full record: script, plans, costs, mechanisms")
+    aj.add_argument("job_id")
+    aj.add_argument("--json", action="store_true")
+    ar = au.add_parser(
+        "report", help="an HTML report with charts of spending over time and the top consumers"
+    )
+    ar.add_argument("--out", type=Path, required=True, help="folder for index.html and ledger.csv")
 
     a = sub.add_parser("admin", help="principals and tokens").add_subparsers(
         dest="admin", required=True
@@ -339,6 +363,8 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 shown = client.policy(args.name, history=args.history)
             print(_policy_text(shown))
+        elif args.command == "audit" and args.audit in ("budgets", "ledger", "job", "report"):
+            return _audit(client, args)
         elif args.command == "audit" and args.audit == "head":
             head = client.ledger_head()
             print(f"{head.hash}  (entry {head.seq})")
@@ -387,31 +413,139 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([b.to_json() for b in budgets], indent=2))
             else:
-                print(
-                    fmt.table(
-                        [
-                            "dataset",
-                            "measure",
-                            "cap",
-                            "spent",
-                            "remaining",
-                            "delta remaining",
-                            "expires",
-                        ],
-                        [_budget_row(b) for b in budgets],
-                    )
-                )
+                print(fmt.table(BUDGET_COLUMNS, [_budget_row(b) for b in budgets]))
     return 0
+
+
+def _audit(client: Client, args: argparse.Namespace) -> int:
+    """The DPO's read-only views (``enclave audit budgets|ledger|job|report``)."""
+    if args.audit == "budgets":
+        budgets = client.budgets(dataset=args.dataset, principal=args.researcher)
+        if args.json:
+            print(json.dumps([b.to_json() for b in budgets], indent=2))
+        else:
+            print(
+                fmt.table(
+                    ["researcher", *BUDGET_COLUMNS],
+                    [[b.principal, *_budget_row(b)] for b in budgets],
+                )
+            )
+    elif args.audit == "ledger":
+        records = client.ledger(
+            principal=args.researcher, dataset=args.dataset, since=args.since, until=args.until
+        )
+        out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+        try:
+            count = _write_ledger(records, args.format, out)
+        finally:
+            if args.out:
+                out.close()
+        if args.out:
+            print(f"wrote {count} ledger entries to {args.out}")
+    elif args.audit == "job":
+        _print_audited_job(client.get_job(args.job_id), args.json)
+    else:
+        from ._report import DatasetCaps, write_report
+
+        entries = list(client.ledger())
+        budgets = client.budgets()
+        caps: dict[str, DatasetCaps] = {}
+        for info in client.datasets():
+            measure = "rho" if info.privacy_definition == "zcdp" else "epsilon"
+            policy = client.policy(info.name)
+            wide = None
+            if policy.versions:
+                body = Policy.from_toml(policy.versions[0].policy_toml)
+                wide = body.dataset_cap_rho if measure == "rho" else body.dataset_cap_epsilon
+            caps[info.name] = DatasetCaps(measure, wide)
+        verification = client.verify_ledger()
+        path = write_report(
+            args.out,
+            entries,
+            budgets,
+            caps,
+            generated_by=f"enclave audit report against {client.address}",
+            head=verification.head_hash or client.ledger_head().hash,
+            verified=verification.ok,
+        )
+        print(f"wrote {path} ({len(entries)} ledger entries, {len(budgets)} budgets)")
+    return 0
+
+
+def _write_ledger(records: Iterable[LedgerRecord], form: str, out: TextIO) -> int:
+    from ._report import LEDGER_FIELDS
+
+    count = 0
+    if form == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(LEDGER_FIELDS))
+        writer.writeheader()
+        for r in records:
+            writer.writerow(r.to_json())
+            count += 1
+    elif form == "json":
+        rows = [r.to_json() for r in records]
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        count = len(rows)
+    else:
+        rows_ = [
+            [
+                str(r.seq),
+                f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+                r.principal,
+                r.dataset,
+                f"{r.job_id}#{r.release_index}",
+                str(r.cost),
+                r.hash[:12],
+            ]
+            for r in records
+        ]
+        out.write(
+            fmt.table(
+                ["seq", "time (UTC)", "researcher", "dataset", "release", "cost", "hash"], rows_
+            )
+            + "\n"
+        )
+        count = len(rows_)
+    return count
+
+
+def _print_audited_job(job: Job, as_json: bool) -> None:
+    """Everything recorded about a job, for the DPO: never the confidential data."""
+    if as_json:
+        print(json.dumps(job.audit_json(), indent=2))
+        return
+    print(f"job {job.job_id}  {job.state}  by {job.principal}  dataset={job.dataset}")
+    for label, when in (
+        ("created", job.created_at),
+        ("started", job.started_at),
+        ("finished", job.finished_at),
+    ):
+        print(f"  {label:8} {'-' if when is None else f'{when:%Y-%m-%d %H:%M:%S} UTC'}")
+    print(f"total cost: {job.cost}")
+    if job.error_code:
+        print(f"error: {job.error_code}: {job.error_message}")
+    print("script:")
+    print("\n".join("  " + line for line in job.script.rstrip("\n").splitlines()))
+    for r in job.releases:
+        print(f"release #{r.index}: {r.cost}  mechanism: {r.mechanism}")
+        print("  plan: " + json.dumps(r.plan, sort_keys=True))
 
 
 def _policy_text(policy: Any) -> str:
     if not policy.versions:
         return f"{policy.dataset}: no policy set (only each researcher's grant applies)"
     lines = []
-    for v in policy.versions:
+    versions = list(policy.versions)
+    for i, v in enumerate(versions):
         when = v.set_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC")
         lines.append(f"{policy.dataset} policy version {v.version}, set by {v.set_by} at {when}:")
-        lines += ["  " + ln for ln in (v.policy_toml.strip() or "(no limits)").splitlines()]
+        body = v.policy_toml.strip() or "(no limits)"
+        lines += [f"  {ln}" if ln else "" for ln in body.splitlines()]
+        if i + 1 < len(versions):  # newest first: the next one is what this replaced
+            lines.append(
+                "  changed: " + _policy_changes(versions[i + 1].policy_toml, v.policy_toml)
+            )
     if policy.HasField("dataset_spent"):
         spent = policy.dataset_spent
         lines.append(
@@ -421,26 +555,60 @@ def _policy_text(policy: Any) -> str:
     return "\n".join(lines)
 
 
+BUDGET_COLUMNS = [
+    "dataset",
+    "measure",
+    "cap",
+    "spent",
+    "remaining",
+    "delta remaining",
+    "lifetime spent",
+    "refreshes",
+    "expires",
+]
+
+
+def _policy_changes(old_toml: str, new_toml: str) -> str:
+    """``key: old → new`` for each limit that changed ("unset" where absent)."""
+    old, new = Policy.from_toml(old_toml).to_dict(), Policy.from_toml(new_toml).to_dict()
+    changes = [
+        f"{key}: {old.get(key, 'unset')} → {new.get(key, 'unset')}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    return "; ".join(changes) or "nothing (same limits)"
+
+
 def _budget_row(b: Budget) -> list[str]:
-    if b.privacy_definition == "zcdp":
+    """One row of `enclave budget`: with a refresh, cap and spent are this period's."""
+    measure = "rho" if b.privacy_definition == "zcdp" else "epsilon"
+    if measure == "rho":
         eq = f"{float(b.epsilon_equivalent_remaining):.4g}"
-        return [
-            b.dataset,
-            "rho",
-            fmt.amount(b.rho_cap),
-            fmt.amount(b.rho_spent),
+        cap, spent = b.rho_cap, b.rho_spent
+        remaining = (
             f"{fmt.amount(b.rho_remaining)} (epsilon {eq} at delta "
-            f"{fmt.amount(b.delta_equivalent_remaining)})",
-            fmt.amount(b.delta_remaining),
-            _expiry(b),
-        ]
+            f"{fmt.amount(b.delta_equivalent_remaining)})"
+        )
+    else:
+        cap, spent, remaining = b.epsilon_cap, b.epsilon_spent, fmt.amount(b.epsilon_remaining)
+    lifetime = "; ".join(
+        f"{fmt.amount(used)} of {fmt.amount(limit)}" + ("" if name == measure else f" ({name})")
+        for name, (limit, used) in b.lifetime_caps.items()
+    )
+    refreshes = (
+        "never"
+        if b.next_refresh is None
+        else f"{b.refresh}, next {b.next_refresh:%Y-%m-%d %H:%M} UTC"
+    )
     return [
         b.dataset,
-        "epsilon",
-        fmt.amount(b.epsilon_cap),
-        fmt.amount(b.epsilon_spent),
-        fmt.amount(b.epsilon_remaining),
+        measure,
+        fmt.amount(cap),
+        fmt.amount(spent),
+        remaining,
         fmt.amount(b.delta_remaining),
+        lifetime or "-",
+        refreshes,
         _expiry(b),
     ]
 

@@ -104,6 +104,8 @@ class Release:
     value: Any
     delta: Decimal = Decimal(0)
     cost: Cost = field(default_factory=Cost)
+    #: The plan released, as the host checked and priced it (public: no data).
+    plan: Any = None
 
     @property
     def rho(self) -> Decimal:
@@ -122,6 +124,7 @@ class Release:
             json.loads(value_json) if value_json else None,
             Decimal(msg.cost.delta or "0"),
             Cost.from_proto(msg.cost),
+            json.loads(msg.plan_json) if msg.plan_json else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +155,10 @@ class Job:
     printed: str
     script: str = field(repr=False, default="")
     cost: Cost = field(default_factory=Cost)
+    principal: str = ""
+    created_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
 
     @property
     def cost_rho(self) -> Decimal:
@@ -180,7 +187,24 @@ class Job:
             printed=msg.printed,
             script=msg.script,
             cost=Cost.from_proto(msg.cost),
+            principal=msg.principal,
+            created_at=_when(msg, "created_at"),
+            started_at=_when(msg, "started_at"),
+            finished_at=_when(msg, "finished_at"),
         )
+
+    def audit_json(self) -> dict[str, Any]:
+        """The full record a DPO audits: ``to_json`` plus who, when and each plan."""
+        out = self.to_json()
+        out["principal"] = self.principal
+        out["dataset"] = self.dataset
+        out["request_id"] = self.request_id
+        for name in ("created_at", "started_at", "finished_at"):
+            when = getattr(self, name)
+            out[name] = None if when is None else when.isoformat()
+        for record, release in zip(out["releases"], self.releases, strict=True):
+            record["plan"] = release.plan
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The ``enclave submit --json`` object."""
@@ -198,6 +222,10 @@ class Job:
         if self.error_code:
             out["error"] = {"code": self.error_code, "message": self.error_message}
         return out
+
+
+def _when(msg: Any, name: str) -> dt.datetime | None:
+    return getattr(msg, name).ToDatetime(tzinfo=dt.UTC) if msg.HasField(name) else None
 
 
 @dataclass(frozen=True)
@@ -260,10 +288,40 @@ class Budget:
     delta_equivalent_remaining: Decimal = Decimal(0)
     #: When the grant stops allowing releases (None: never).
     expires_at: dt.datetime | None = None
+    #: "none", "daily", "weekly" or "monthly": caps and spending are per period then.
+    refresh: str = "none"
+    #: When this period's budget starts again (None: never).
+    next_refresh: dt.datetime | None = None
+    #: Over all periods; a cap of None: the policy sets none.
+    lifetime_epsilon_cap: Decimal | None = None
+    lifetime_epsilon_spent: Decimal = Decimal(0)
+    lifetime_rho_cap: Decimal | None = None
+    lifetime_rho_spent: Decimal = Decimal(0)
+    lifetime_delta_cap: Decimal | None = None
+    lifetime_delta_spent: Decimal = Decimal(0)
+    #: Whose budget (the DPO's listing holds everyone's).
+    principal: str = ""
+
+    @property
+    def lifetime_caps(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """The measures with a lifetime cap: {measure: (cap, spent)}."""
+        return {
+            measure: (cap, spent)
+            for measure, cap, spent in (
+                ("epsilon", self.lifetime_epsilon_cap, self.lifetime_epsilon_spent),
+                ("rho", self.lifetime_rho_cap, self.lifetime_rho_spent),
+                ("delta", self.lifetime_delta_cap, self.lifetime_delta_spent),
+            )
+            if cap is not None
+        }
 
     @classmethod
     def from_proto(cls, msg: pb.Budget) -> Budget:
         """Parse the wire form."""
+
+        def cap(text: str) -> Decimal | None:
+            return Decimal(text) if text else None
+
         return cls(
             msg.dataset,
             Decimal(msg.epsilon_cap),
@@ -279,6 +337,15 @@ class Budget:
             Decimal(msg.epsilon_equivalent_remaining or msg.epsilon_remaining),
             Decimal(msg.delta_equivalent_remaining or msg.delta_remaining or "0"),
             msg.expires_at.ToDatetime(tzinfo=dt.UTC) if msg.HasField("expires_at") else None,
+            msg.refresh or "none",
+            msg.next_refresh.ToDatetime(tzinfo=dt.UTC) if msg.HasField("next_refresh") else None,
+            cap(msg.lifetime_epsilon_cap),
+            Decimal(msg.lifetime_epsilon_spent or "0"),
+            cap(msg.lifetime_rho_cap),
+            Decimal(msg.lifetime_rho_spent or "0"),
+            cap(msg.lifetime_delta_cap),
+            Decimal(msg.lifetime_delta_spent or "0"),
+            msg.principal,
         )
 
     def to_json(self) -> dict[str, str]:
@@ -292,8 +359,17 @@ class Budget:
             "delta_spent": str(self.delta_spent),
             "delta_remaining": str(self.delta_remaining),
         }
+        if self.principal:
+            out = {"principal": self.principal} | out
         if self.expires_at is not None:
             out["expires_at"] = self.expires_at.isoformat()
+        if self.refresh != "none":
+            out["refresh"] = self.refresh
+        if self.next_refresh is not None:
+            out["next_refresh"] = self.next_refresh.isoformat()
+        for measure, (cap, spent) in self.lifetime_caps.items():
+            out[f"lifetime_{measure}_cap"] = str(cap)
+            out[f"lifetime_{measure}_spent"] = str(spent)
         if self.privacy_definition == "zcdp":
             out |= {
                 "privacy_definition": self.privacy_definition,
@@ -304,6 +380,55 @@ class Budget:
                 "delta_equivalent_remaining": str(self.delta_equivalent_remaining),
             }
         return out
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One ledger entry as the DPO's audit shows it."""
+
+    seq: int
+    kind: str
+    principal: str
+    dataset: str
+    job_id: str
+    release_index: int
+    cost: Cost
+    created_at: dt.datetime
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_proto(cls, msg: pb.LedgerEntry) -> LedgerRecord:
+        """Parse the wire form."""
+        return cls(
+            msg.seq,
+            msg.kind,
+            msg.principal,
+            msg.dataset,
+            msg.job_id,
+            msg.release_index,
+            Cost.from_proto(msg.cost),
+            msg.created_at.ToDatetime(tzinfo=dt.UTC),
+            msg.prev_hash,
+            msg.hash,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A flat object (one CSV row): exact decimal strings, ISO times."""
+        return {
+            "seq": self.seq,
+            "created_at": self.created_at.isoformat(),
+            "kind": self.kind,
+            "principal": self.principal,
+            "dataset": self.dataset,
+            "job_id": self.job_id,
+            "release_index": self.release_index,
+            "epsilon": str(self.cost.epsilon),
+            "delta": str(self.cost.delta),
+            "rho": str(self.cost.rho),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
 
 
 class Client:
@@ -431,6 +556,39 @@ class Client:
         """The current chain head, to record outside the enclave."""
         head: pb.LedgerHead = self._call(self._audit.GetLedgerHead, pb.GetLedgerHeadRequest())
         return head
+
+    def budgets(self, *, dataset: str | None = None, principal: str | None = None) -> list[Budget]:
+        """Everyone's budgets (DPOs; providers for one dataset of theirs)."""
+        resp = self._call(
+            self._audit.ListBudgets,
+            pb.ListBudgetsRequest(dataset=dataset or "", principal=principal or ""),
+        )
+        return [Budget.from_proto(b) for b in resp.budgets]
+
+    def ledger(
+        self,
+        *,
+        principal: str | None = None,
+        dataset: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        page_size: int = 500,
+    ) -> Iterator[LedgerRecord]:
+        """Every matching ledger entry in chain order, fetched a page at a time (DPOs)."""
+        request = pb.ListLedgerRequest(
+            principal=principal or "", dataset=dataset or "", page_size=page_size
+        )
+        if since is not None:
+            request.since.FromDatetime(since.astimezone(dt.UTC))
+        if until is not None:
+            request.until.FromDatetime(until.astimezone(dt.UTC))
+        while True:
+            resp = self._call(self._audit.ListLedger, request)
+            for entry in resp.entries:
+                yield LedgerRecord.from_proto(entry)
+            if not resp.next_page_token:
+                return
+            request.page_token = resp.next_page_token
 
     def budget(self, dataset: str | None = None) -> list[Budget]:
         """Your remaining budget per dataset."""

@@ -7,6 +7,7 @@ domain errors.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -18,13 +19,13 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, Policy, total
-from jobs import JobRecord, JobState, ReleaseRecord, zcdp_epsilon
+from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, LedgerEntry, Policy, total
+from jobs import DatasetHandle, JobRecord, JobState, ReleaseRecord, zcdp_epsilon
 
 from ._app import Enclave
 from ._auth import Role, current_principal
 from ._catalog import DatasetEntry, copy_upload
-from ._errors import InvalidArgument, NotFound
+from ._errors import InvalidArgument, NotFound, PermissionDenied
 from ._format import amount
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
@@ -256,7 +257,21 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> pb.ListDatasetsResponse:
         entries = [e for e in self._app.catalog.list() if self._visible(e)]
-        return pb.ListDatasetsResponse(datasets=[dataset_to_proto(e) for e in entries])
+        return pb.ListDatasetsResponse(datasets=[dataset_to_proto(self._shown(e)) for e in entries])
+
+    def _shown(self, entry: DatasetEntry) -> DatasetEntry:
+        """A researcher sees the dataset through its policy: allowed columns, narrower bounds."""
+        if current_principal().role != Role.RESEARCHER:
+            return entry
+        version = self._app.ledger.policy(entry.name)
+        if version is None:
+            return entry
+        policy = version.policy
+        if policy.allowed_columns is None and policy.bounds is None:
+            return entry
+        handle = DatasetHandle(entry.name, entry.schema, entry.path)
+        view = handle.restricted(policy.allowed_columns, policy.bounds)
+        return dataclasses.replace(entry, schema=view.schema)
 
     def DescribeDataset(
         self, request: pb.DescribeDatasetRequest, context: grpc.ServicerContext
@@ -265,7 +280,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         if entry is None or not self._visible(entry):
             # Same answer for "absent" and "not yours": names of others' datasets stay private.
             raise NotFound(f"no dataset {request.name!r} that you can see")
-        return dataset_to_proto(entry)
+        return dataset_to_proto(self._shown(entry))
 
     def RegisterDataset(
         self, request: pb.RegisterDatasetRequest, context: grpc.ServicerContext
@@ -359,6 +374,10 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                 f"dataset {request.dataset!r} accounts privacy in {right}: its policy sets "
                 f"*_{right} limits, not *_{wrong}"
             )
+        # Column names and bounds must fit the schema: SchemaError says which do not.
+        DatasetHandle(entry.name, entry.schema, entry.path).restricted(
+            policy.allowed_columns, policy.bounds
+        )
         self._app.ledger.set_policy(request.dataset, policy, set_by=caller.name)
         return self._policy(request.dataset, history=False)
 
@@ -438,7 +457,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):  # type: ignore[misc]
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):  # type: ignore[misc]
-    """The DPO's view of the ledger's integrity."""
+    """The DPO's read-only audit: the chain's integrity, every budget, every debit."""
 
     def __init__(self, app: Enclave) -> None:
         self._app = app
@@ -457,6 +476,50 @@ class AuditServicer(pb_grpc.AuditServiceServicer):  # type: ignore[misc]
     ) -> pb.LedgerHead:
         seq, digest = self._app.ledger.head()
         return pb.LedgerHead(seq=seq, hash=digest)
+
+    def ListBudgets(
+        self, request: pb.ListBudgetsRequest, context: grpc.ServicerContext
+    ) -> pb.ListBudgetsResponse:
+        caller = current_principal()
+        balances = self._app.ledger.all_balances(dataset=request.dataset or None)
+        if caller.role == Role.PROVIDER:
+            # A provider sees the researchers' budgets on its own datasets only.
+            owned = {e.name for e in self._app.catalog.list() if e.owner == caller.name}
+            if request.dataset and request.dataset not in owned:
+                raise PermissionDenied(
+                    f"dataset {request.dataset!r} is not one you registered; providers see "
+                    "the budgets of their own datasets"
+                )
+            balances = [b for b in balances if b.dataset in owned]
+        if request.principal:
+            balances = [b for b in balances if b.principal == request.principal]
+        return pb.ListBudgetsResponse(
+            budgets=[budget_to_proto(b, self._app.equivalent_delta) for b in balances]
+        )
+
+    def ListLedger(
+        self, request: pb.ListLedgerRequest, context: grpc.ServicerContext
+    ) -> pb.ListLedgerResponse:
+        size = request.page_size or 100
+        if not 1 <= size <= 1000:
+            raise InvalidArgument("page_size must be between 1 and 1000")
+        after = 0
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise InvalidArgument("page_token is not one this server gave out")
+            after = int(request.page_token)
+        found = self._app.ledger.entries(
+            principal=request.principal or None,
+            dataset=request.dataset or None,
+            since=request.since.ToDatetime(dt.UTC) if request.HasField("since") else None,
+            until=request.until.ToDatetime(dt.UTC) if request.HasField("until") else None,
+            after_seq=after,
+            limit=size,
+        )
+        return pb.ListLedgerResponse(
+            entries=[entry_to_proto(e, self._app.equivalent_delta) for e in found],
+            next_page_token=str(found[-1].seq) if len(found) == size else "",
+        )
 
 
 def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
@@ -482,6 +545,36 @@ def budget_to_proto(b: Balance, equivalent_delta: EquivalentDelta) -> pb.Budget:
         epsilon_equivalent_remaining=amount(eps_eq),
         delta_equivalent_remaining=amount(delta_eq),
         expires_at=_ts(b.expires_at),
+        refresh=b.refresh,
+        next_refresh=_ts(b.next_refresh),
+        lifetime_epsilon_cap=_opt(b.lifetime_epsilon_cap),
+        lifetime_epsilon_spent=str(b.lifetime_epsilon_spent),
+        lifetime_rho_cap=_opt(b.lifetime_rho_cap),
+        lifetime_rho_spent=str(b.lifetime_rho_spent),
+        lifetime_delta_cap=_opt(b.lifetime_delta_cap),
+        lifetime_delta_spent=str(b.lifetime_delta_spent),
+        principal=b.principal,
+    )
+
+
+def _opt(value: Decimal | None) -> str:
+    return "" if value is None else str(value)
+
+
+def entry_to_proto(e: LedgerEntry, equivalent_delta: EquivalentDelta) -> pb.LedgerEntry:
+    """Wire form of a ledger entry: what its hash covers, and the hashes."""
+    release = ReleaseRecord(e.release_index, e.dataset, None, e.epsilon, "", None, e.delta, e.rho)
+    return pb.LedgerEntry(
+        seq=e.seq,
+        kind=e.kind,
+        principal=e.principal,
+        dataset=e.dataset,
+        job_id=e.job_id,
+        release_index=e.release_index,
+        cost=_cost([release], equivalent_delta),
+        created_at=_ts(e.created_at),
+        prev_hash=e.prev_hash,
+        hash=e.hash,
     )
 
 

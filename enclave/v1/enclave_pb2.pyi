@@ -353,7 +353,7 @@ class DatasetPolicy(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., dataset_spent: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining", "expires_at")
+    __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining", "expires_at", "refresh", "next_refresh", "lifetime_epsilon_cap", "lifetime_epsilon_spent", "lifetime_rho_cap", "lifetime_rho_spent", "lifetime_delta_cap", "lifetime_delta_spent", "principal")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +368,15 @@ class Budget(_message.Message):
     EPSILON_EQUIVALENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
     DELTA_EQUIVALENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_FIELD_NUMBER: _ClassVar[int]
+    NEXT_REFRESH_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_RHO_CAP_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_RHO_SPENT_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_DELTA_SPENT_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     epsilon_cap: str
     epsilon_spent: str
@@ -382,7 +391,16 @@ class Budget(_message.Message):
     epsilon_equivalent_remaining: str
     delta_equivalent_remaining: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ..., rho_cap: _Optional[str] = ..., rho_spent: _Optional[str] = ..., rho_remaining: _Optional[str] = ..., privacy_definition: _Optional[str] = ..., epsilon_equivalent_remaining: _Optional[str] = ..., delta_equivalent_remaining: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    refresh: str
+    next_refresh: _timestamp_pb2.Timestamp
+    lifetime_epsilon_cap: str
+    lifetime_epsilon_spent: str
+    lifetime_rho_cap: str
+    lifetime_rho_spent: str
+    lifetime_delta_cap: str
+    lifetime_delta_spent: str
+    principal: str
+    def __init__(self, dataset: _Optional[str] = ..., epsilon_cap: _Optional[str] = ..., epsilon_spent: _Optional[str] = ..., epsilon_remaining: _Optional[str] = ..., delta_cap: _Optional[str] = ..., delta_spent: _Optional[str] = ..., delta_remaining: _Optional[str] = ..., rho_cap: _Optional[str] = ..., rho_spent: _Optional[str] = ..., rho_remaining: _Optional[str] = ..., privacy_definition: _Optional[str] = ..., epsilon_equivalent_remaining: _Optional[str] = ..., delta_equivalent_remaining: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refresh: _Optional[str] = ..., next_refresh: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lifetime_epsilon_cap: _Optional[str] = ..., lifetime_epsilon_spent: _Optional[str] = ..., lifetime_rho_cap: _Optional[str] = ..., lifetime_rho_spent: _Optional[str] = ..., lifetime_delta_cap: _Optional[str] = ..., lifetime_delta_spent: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class GetBudgetRequest(_message.Message):
     __slots__ = ("dataset",)
@@ -427,6 +445,68 @@ class LedgerHead(_message.Message):
     seq: int
     hash: str
     def __init__(self, seq: _Optional[int] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ListBudgetsRequest(_message.Message):
+    __slots__ = ("dataset", "principal")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    principal: str
+    def __init__(self, dataset: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
+
+class ListBudgetsResponse(_message.Message):
+    __slots__ = ("budgets",)
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
+class ListLedgerRequest(_message.Message):
+    __slots__ = ("principal", "dataset", "since", "until", "page_size", "page_token")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    dataset: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, principal: _Optional[str] = ..., dataset: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class LedgerEntry(_message.Message):
+    __slots__ = ("seq", "kind", "principal", "dataset", "job_id", "release_index", "cost", "created_at", "prev_hash", "hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    kind: str
+    principal: str
+    dataset: str
+    job_id: str
+    release_index: int
+    cost: Cost
+    created_at: _timestamp_pb2.Timestamp
+    prev_hash: str
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., job_id: _Optional[str] = ..., release_index: _Optional[int] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ListLedgerResponse(_message.Message):
+    __slots__ = ("entries", "next_page_token")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Principal(_message.Message):
     __slots__ = ("name", "role", "created_at")

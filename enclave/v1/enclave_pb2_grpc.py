@@ -737,6 +737,16 @@ class AuditServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GetLedgerHeadRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.LedgerHead.FromString,
                 _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/enclave.v1.AuditService/ListBudgets',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
+        self.ListLedger = channel.unary_unary(
+                '/enclave.v1.AuditService/ListLedger',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.ListLedgerRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.ListLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -755,6 +765,20 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBudgets(self, request, context):
+        """Budgets by researcher x dataset: caps, spending, lifetime, next refresh.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLedger(self, request, context):
+        """The ledger, filtered and paginated. A job's record is JobService.GetJob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -767,6 +791,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetLedgerHead,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.GetLedgerHeadRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.LedgerHead.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.ListBudgetsResponse.SerializeToString,
+            ),
+            'ListLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLedger,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.ListLedgerRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.ListLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -823,6 +857,60 @@ class AuditService:
             '/enclave.v1.AuditService/GetLedgerHead',
             enclave_dot_v1_dot_enclave__pb2.GetLedgerHeadRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.LedgerHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.AuditService/ListBudgets',
+            enclave_dot_v1_dot_enclave__pb2.ListBudgetsRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.ListBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.AuditService/ListLedger',
+            enclave_dot_v1_dot_enclave__pb2.ListLedgerRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.ListLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,6 +30,8 @@ REQUESTS = {
     "GetPolicy": pb.GetPolicyRequest(dataset="stays"),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),
+    "ListBudgets": pb.ListBudgetsRequest(),
+    "ListLedger": pb.ListLedgerRequest(),
 }
 STUBS = {
     "JobService": pb_grpc.JobServiceStub,

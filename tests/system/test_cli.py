@@ -139,6 +139,7 @@ def test_full_path_through_the_cli(served, dataset_files) -> None:
     budget = json.loads(cli("budget", "--json", token=researcher, address=address).stdout)
     assert budget == [
         {
+            "principal": "alice",
             "dataset": "stays",
             "epsilon_cap": "2",
             "epsilon_spent": "0.5",

@@ -82,3 +82,19 @@ def test_example_script_runs(server, tourism, script) -> None:
         job = client.run(script.read_text(), tourism)
     assert job.result
     assert estimate.epsilon == job.cost_epsilon
+
+
+def test_the_readme_policy_is_accepted_for_the_demo_dataset(server, tourism) -> None:
+    """The policy the README shows is one a provider can set on the demo dataset."""
+    [policy] = [
+        block
+        for block in re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+        if "per_release_max_epsilon" in block
+    ]
+    with Client(server.address, server.provider_token) as provider:
+        provider.set_policy(tourism, policy)
+        try:
+            [version] = provider.policy(tourism).versions
+            assert "allowed_columns" in version.policy_toml and "[bounds]" in version.policy_toml
+        finally:
+            provider.set_policy(tourism, "")  # the other tests run without limits

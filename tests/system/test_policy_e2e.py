@@ -186,3 +186,67 @@ def test_cells_below_the_minimum_count_are_suppressed(server, dataset_files) -> 
         assert no_count.error_code == "INVALID_ARGUMENT"
         assert "include count()" in no_count.error_message
         assert client.budget("small_cells")[0].epsilon_spent == Decimal("0.7")
+
+
+NARROW_POLICY = """
+allowed_columns = ["region", "nights", "spend"]
+
+[bounds]
+spend = [0, 100]
+"""
+
+
+def test_allowed_columns_and_narrower_bounds_shape_what_researchers_see(
+    server, dataset_files, rows
+) -> None:
+    """Hidden columns are absent from the catalog and from plans; narrowed ones are clamped."""
+    data, schema = dataset_files
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("narrowed", data, schema)
+        provider.set_policy("narrowed", NARROW_POLICY)
+        for bad, fragment in (
+            ('allowed_columns = ["region", "income"]', "has no column.*'income'"),
+            ("[bounds]\nspend = [0, 900]", r"not inside its declared bounds \[0.0, 500.0\]"),
+            ("[bounds]\nregion = [0, 1]", "bounds apply only to int and float"),
+            ("[bounds]\nnights = [1, 2.5]", "whole numbers"),
+            ("allowed_columns = []", "non-empty list"),
+        ):
+            with pytest.raises(grpc.RpcError, match=fragment) as err:
+                provider.set_policy("narrowed", bad)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        full = provider.describe_dataset("narrowed")
+        assert [c.name for c in full.columns] == ["region", "nights", "spend", "age", "repeat"]
+        assert (full.columns[2].lower, full.columns[2].upper) == (0, 500)
+    token = _researcher(server, "narrow_erin", "narrowed")
+    with Client(server.address, token) as client:
+        seen = client.describe_dataset("narrowed")
+        assert [c.name for c in seen.columns] == ["region", "nights", "spend"]
+        assert (seen.columns[2].lower, seen.columns[2].upper) == (0, 100)
+        [listed] = [d for d in client.datasets() if d.name == "narrowed"]
+        assert [c.name for c in listed.columns] == ["region", "nights", "spend"]
+
+        hidden = client.submit(
+            'result["n"] = release(dataset().filter(col("age") > 60).count(), epsilon=0.1)',
+            "narrowed",
+        )
+        assert hidden.error_code == "INVALID_ARGUMENT"
+        assert "no column 'age'" in hidden.error_message
+        assert "region, nights, spend" in hidden.error_message  # the visible ones only
+        assert client.budget("narrowed")[0].epsilon_spent == 0
+
+        job = client.submit(
+            'r = release(dataset().agg(sum("spend").alias("total")), epsilon=1)\n'
+            'result["total"] = r["total"].value',
+            "narrowed",
+        )
+        assert job.state == "SUCCEEDED", job.error_message
+    # Laplace noise of scale 100/1 on a sum clamped to [0, 100]: |noise| > 1,400
+    # has probability e^-14 < 1e-6. The unclamped sum is ~640,000 further away.
+    clamped = sum(min(float(r["spend"]), 100.0) for r in rows)
+    raw = sum(float(r["spend"]) for r in rows)
+    assert raw - clamped > 100_000
+    assert abs(job.result["total"] - clamped) < 1_400
+
+    shown = _cli(server, server.provider_token, "policy", "show", "narrowed")
+    assert 'allowed_columns = ["region", "nights", "spend"]' in shown.stdout
+    assert "  [bounds]\n  spend = [0, 100]" in shown.stdout
