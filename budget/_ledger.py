@@ -69,7 +69,7 @@ from ._amount import (
     parse_rho,
     to_quanta,
 )
-from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant
+from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant, PolicyViolation
 from ._migrate import upgrade
 from ._period import next_refresh, period_start
 from ._policy import Policy, PolicyVersion
@@ -152,6 +152,10 @@ dataset_budgets = Table(
     Column("lifetime_epsilon_cap_q", BigInteger, nullable=True),
     Column("lifetime_rho_cap_q", BigInteger, nullable=True),
     Column("lifetime_delta_cap_q", BigInteger, nullable=True),
+    # The policy's per-researcher caps, checked by each debit beside the grant's own.
+    Column("researcher_epsilon_cap_q", BigInteger, nullable=True),
+    Column("researcher_rho_cap_q", BigInteger, nullable=True),
+    Column("researcher_delta_cap_q", BigInteger, nullable=True),
 )
 
 ledger_head = Table(
@@ -350,12 +354,14 @@ class Ledger:
 
         Granting again changes the caps given (spending so far is kept; a cap
         below what was already spent simply leaves nothing to spend). A cap
-        passed as ``None`` keeps the one in force (0 for a new grant). A grant
+        passed as ``None`` keeps the one in force; a new grant gets the
+        policy's per-researcher cap, or 0 without one. A grant
         (or re-grant) lasts until ``expires_at``, or for good without it; a
         re-grant also lifts a revocation.
 
         Raises:
             InvalidAmount: a cap out of range, or an expiry already past.
+            PolicyViolation: a cap above the policy's per-researcher cap.
         """
         now = self._clock()
         if expires_at is not None and expires_at <= now:
@@ -382,6 +388,17 @@ class Ledger:
             if value is not None
         }
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            ceilings = self._researcher_caps(conn, dataset)
+            for column, value in caps.items():
+                ceiling = ceilings.get(column)
+                if ceiling is not None and value > ceiling:
+                    measure = column.removesuffix("_cap_q")
+                    quantum = DELTA_QUANTUM if measure == "delta" else QUANTUM
+                    raise PolicyViolation(
+                        f"dataset {dataset!r} allows at most {measure}="
+                        f"{from_quanta(ceiling, quantum=quantum)} per researcher (its policy's "
+                        f"researcher_cap_{measure}); grant at most that, or raise it first"
+                    )
             changed = conn.execute(
                 update(grants)
                 .where(grants.c.dataset == dataset, grants.c.principal == principal)
@@ -392,11 +409,15 @@ class Ledger:
                     insert(grants).values(
                         dataset=dataset,
                         principal=principal,
-                        epsilon_cap_q=cap_q or 0,
+                        epsilon_cap_q=cap_q
+                        if cap_q is not None
+                        else ceilings.get("epsilon_cap_q", 0),
                         epsilon_spent_q=0,
-                        rho_cap_q=rho_q or 0,
+                        rho_cap_q=rho_q if rho_q is not None else ceilings.get("rho_cap_q", 0),
                         rho_spent_q=0,
-                        delta_cap_q=delta_q or 0,
+                        delta_cap_q=(
+                            delta_q if delta_q is not None else ceilings.get("delta_cap_q", 0)
+                        ),
                         delta_spent_q=0,
                         granted_by=granted_by,
                         created_at=now,
@@ -405,6 +426,23 @@ class Ledger:
                     )
                 )
         return self.balance(principal, dataset)
+
+    @staticmethod
+    def _researcher_caps(conn: Connection, dataset: str) -> dict[str, int]:
+        """The policy's per-researcher caps, keyed like the grant's cap columns."""
+        b = dataset_budgets.c
+        row = conn.execute(
+            select(
+                b.researcher_epsilon_cap_q, b.researcher_rho_cap_q, b.researcher_delta_cap_q
+            ).where(b.dataset == dataset)
+        ).first()
+        if row is None:
+            return {}
+        return {
+            f"{measure}_cap_q": value
+            for (measure, _q), value in zip(_MEASURES, row, strict=True)
+            if value is not None
+        }
 
     def revoke(self, dataset: str, principal: str) -> None:
         """End a grant now: the next release is refused; what was spent stays recorded.
@@ -462,6 +500,9 @@ class Ledger:
                 b.lifetime_epsilon_cap_q,
                 b.lifetime_rho_cap_q,
                 b.lifetime_delta_cap_q,
+                b.researcher_epsilon_cap_q,
+                b.researcher_rho_cap_q,
+                b.researcher_delta_cap_q,
             )
             .select_from(grants.outerjoin(dataset_budgets, b.dataset == grants.c.dataset))
             .where(_live(now))
@@ -494,14 +535,19 @@ class Ledger:
             cap = r[f"lifetime_{measure}_cap_q"]
             return None if cap is None else from_quanta(cap, quantum=quantum)
 
+        def cap(measure: str, quantum: Decimal = QUANTUM) -> Decimal:
+            # The policy's per-researcher cap binds grants given above it.
+            given, ceiling = r[f"{measure}_cap_q"], r[f"researcher_{measure}_cap_q"]
+            return from_quanta(given if ceiling is None else min(given, ceiling), quantum=quantum)
+
         return Balance(
             dataset=r["dataset"],
             principal=r["principal"],
-            epsilon_cap=from_quanta(r["epsilon_cap_q"]),
+            epsilon_cap=cap("epsilon"),
             epsilon_spent=spent["epsilon"],
-            delta_cap=from_quanta(r["delta_cap_q"], quantum=DELTA_QUANTUM),
+            delta_cap=cap("delta", DELTA_QUANTUM),
             delta_spent=spent["delta"],
-            rho_cap=from_quanta(r["rho_cap_q"]),
+            rho_cap=cap("rho"),
             rho_spent=spent["rho"],
             expires_at=_aware(r["expires_at"]),
             lifetime_epsilon_spent=from_quanta(r["lifetime_epsilon_spent_q"]),
@@ -639,15 +685,22 @@ class Ledger:
                 dataset_budgets.c.lifetime_epsilon_cap_q,
                 dataset_budgets.c.lifetime_rho_cap_q,
                 dataset_budgets.c.lifetime_delta_cap_q,
+                dataset_budgets.c.researcher_epsilon_cap_q,
+                dataset_budgets.c.researcher_rho_cap_q,
+                dataset_budgets.c.researcher_delta_cap_q,
             ).where(dataset_budgets.c.dataset == dataset)
         ).first()
         refresh = policy.refresh if policy is not None else "none"
         life_caps: dict[str, int] = {}
+        policy_caps: dict[str, int] = {}
         if policy is not None:
             for measure, _quantum in _MEASURES:
                 cap = getattr(policy, f"lifetime_{measure}_cap_q")
                 if cap is not None:
                     life_caps[measure] = cap
+                cap = getattr(policy, f"researcher_{measure}_cap_q")
+                if cap is not None:
+                    policy_caps[measure] = cap
         mine = and_(g.dataset == dataset, g.principal == principal, _live(now))
         if refresh != "none" and life_caps:
             # A new period: its spending of the refreshing measures starts from zero.
@@ -666,6 +719,8 @@ class Ledger:
                 g[f"lifetime_{measure}_spent_q"],
             )
             conditions.append(spent + q <= cap)
+            if measure in policy_caps:
+                conditions.append(spent + q <= policy_caps[measure])
             if measure in life_caps:
                 conditions.append(life + q <= life_caps[measure])
             values[f"{measure}_spent_q"] = spent + q
@@ -678,6 +733,7 @@ class Ledger:
         refreshes_at = next_refresh(now, refresh) if life_caps else None
         for (measure, quantum), q, amount in zip(_MEASURES, quanta, asked, strict=True):
             spent, cap = getattr(row, f"{measure}_spent_q"), getattr(row, f"{measure}_cap_q")
+            cap = min(cap, policy_caps.get(measure, cap))
             life = getattr(row, f"lifetime_{measure}_spent_q")
             if measure in life_caps and life + q > life_caps[measure]:
                 left = from_quanta(max(life_caps[measure] - life, 0), quantum=quantum)
@@ -755,6 +811,9 @@ class Ledger:
             "lifetime_epsilon_cap_q": _cap(policy.lifetime_cap_epsilon, QUANTUM),
             "lifetime_rho_cap_q": _cap(policy.lifetime_cap_rho, QUANTUM),
             "lifetime_delta_cap_q": _cap(policy.lifetime_cap_delta, DELTA_QUANTUM),
+            "researcher_epsilon_cap_q": _cap(policy.researcher_cap_epsilon, QUANTUM),
+            "researcher_rho_cap_q": _cap(policy.researcher_cap_rho, QUANTUM),
+            "researcher_delta_cap_q": _cap(policy.researcher_cap_delta, DELTA_QUANTUM),
         }
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             # Serialise with debits (which lock the head first), so the spending

@@ -2,6 +2,10 @@
 
 What a policy covers:
 
+* ``researcher_cap_epsilon`` / ``researcher_cap_rho`` / ``researcher_cap_delta``:
+  the most any one researcher may hold (per period, with a refresh). A grant
+  above it is refused, a grant that names no cap gets it, and lowering it
+  binds the grants already given: each debit checks it;
 * ``per_release_max_epsilon`` / ``per_release_max_rho``: the most one release
   may spend, whoever asks;
 * ``dataset_cap_epsilon`` / ``dataset_cap_rho`` / ``dataset_cap_delta``: the
@@ -28,6 +32,7 @@ policy is set (`jobs.DatasetHandle.restricted`); this module knows no schemas.
 
 A policy is written as TOML::
 
+    researcher_cap_epsilon = 2
     per_release_max_epsilon = 0.5
     dataset_cap_epsilon = 20
     dataset_cap_delta = 1e-5
@@ -55,14 +60,22 @@ from ._amount import parse_delta, parse_epsilon, parse_rho
 from ._errors import InvalidAmount, PolicyViolation
 from ._period import REFRESH_WINDOWS
 
-_EPSILON_KEYS = ("per_release_max_epsilon", "dataset_cap_epsilon", "lifetime_cap_epsilon")
-_RHO_KEYS = ("per_release_max_rho", "dataset_cap_rho", "lifetime_cap_rho")
+_EPSILON_KEYS = (
+    "researcher_cap_epsilon",
+    "per_release_max_epsilon",
+    "dataset_cap_epsilon",
+    "lifetime_cap_epsilon",
+)
+_RHO_KEYS = ("researcher_cap_rho", "per_release_max_rho", "dataset_cap_rho", "lifetime_cap_rho")
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Limits set by a dataset's provider; ``None``: no limit of that kind."""
 
+    researcher_cap_epsilon: Decimal | None = None
+    researcher_cap_rho: Decimal | None = None
+    researcher_cap_delta: Decimal | None = None
     per_release_max_epsilon: Decimal | None = None
     per_release_max_rho: Decimal | None = None
     dataset_cap_epsilon: Decimal | None = None

@@ -114,9 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("name")
     g.add_argument("--to", required=True, dest="principal")
-    cap = g.add_mutually_exclusive_group(required=True)
-    cap.add_argument("--epsilon", help="epsilon cap, for a pure-DP dataset")
-    cap.add_argument("--rho", help="rho cap, for a zCDP dataset")
+    cap = g.add_mutually_exclusive_group()
+    cap.add_argument(
+        "--epsilon",
+        help="epsilon cap, for a pure-DP dataset (default: the policy's researcher_cap_epsilon)",
+    )
+    cap.add_argument(
+        "--rho", help="rho cap, for a zCDP dataset (default: the policy's researcher_cap_rho)"
+    )
     g.add_argument(
         "--delta",
         help="delta cap, for releasing group keys that are not public "
@@ -341,7 +346,8 @@ def _run(args: argparse.Namespace) -> int:
                     rho=args.rho,
                     expires_at=args.expires,
                 )
-                cap = f"rho cap {grant.rho_cap}" if args.rho else f"epsilon cap {grant.epsilon_cap}"
+                zcdp = client.describe_dataset(args.name).privacy_definition == "zcdp"
+                cap = f"rho cap {grant.rho_cap}" if zcdp else f"epsilon cap {grant.epsilon_cap}"
                 until = (
                     f", until {grant.expires_at.ToDatetime():%Y-%m-%d %H:%M} UTC"
                     if grant.HasField("expires_at")

@@ -328,13 +328,16 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             raise InvalidArgument(
                 f"{grantee.name} is a {grantee.role.value}; only researchers receive grants"
             )
+        # Without a cap, the policy's per-researcher cap is the grant's (if it sets one).
+        version = self._app.ledger.policy(request.dataset)
+        policy = version.policy if version is not None else Policy()
         if entry.schema.zcdp:
-            if request.epsilon_cap or not request.rho_cap:
+            if request.epsilon_cap or not (request.rho_cap or policy.researcher_cap_rho):
                 raise InvalidArgument(
                     f"dataset {request.dataset!r} accounts privacy in rho (zCDP): grant a "
                     "rho cap (--rho), not an epsilon cap"
                 )
-        elif request.rho_cap or not request.epsilon_cap:
+        elif request.rho_cap or not (request.epsilon_cap or policy.researcher_cap_epsilon):
             raise InvalidArgument(
                 f"dataset {request.dataset!r} accounts privacy in epsilon (pure DP): grant "
                 "an epsilon cap (--epsilon), not a rho cap"

@@ -250,3 +250,27 @@ def test_allowed_columns_and_narrower_bounds_shape_what_researchers_see(
     shown = _cli(server, server.provider_token, "policy", "show", "narrowed")
     assert 'allowed_columns = ["region", "nights", "spend"]' in shown.stdout
     assert "  [bounds]\n  spend = [0, 100]" in shown.stdout
+
+
+def test_the_per_researcher_cap_is_the_default_grant_and_a_ceiling(server, dataset_files) -> None:
+    data, schema = dataset_files
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("ceiling", data, schema)
+        provider.set_policy("ceiling", "researcher_cap_epsilon = 0.5\n")
+    server.researcher(None, name="ceiling_fay")
+    done = _cli(server, server.provider_token, "dataset", "grant", "ceiling", "--to", "ceiling_fay")
+    assert done.returncode == 0, done.stderr
+    assert "epsilon cap 0.5" in done.stdout
+    over = _cli(
+        server,
+        server.provider_token,
+        *("dataset", "grant", "ceiling", "--to", "ceiling_fay", "--epsilon", "2"),
+    )
+    assert over.returncode == 1
+    assert (
+        "FAILED_PRECONDITION" in over.stderr and "at most epsilon=0.5 per researcher" in over.stderr
+    )
+    with Client(server.address, server.provider_token) as provider:
+        provider.set_policy("ceiling", "")  # no policy cap: a grant must name one again
+        with pytest.raises(grpc.RpcError, match="grant an epsilon cap"):
+            provider.grant("ceiling", "ceiling_fay")

@@ -688,6 +688,9 @@ def test_a_ledger_from_before_migrations_upgrades_in_place(database_url: str) ->
             ("dataset_budgets", "lifetime_epsilon_cap_q"),
             ("dataset_budgets", "lifetime_rho_cap_q"),
             ("dataset_budgets", "lifetime_delta_cap_q"),
+            ("dataset_budgets", "researcher_epsilon_cap_q"),
+            ("dataset_budgets", "researcher_rho_cap_q"),
+            ("dataset_budgets", "researcher_delta_cap_q"),
         ):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     engine.dispose()
@@ -697,7 +700,7 @@ def test_a_ledger_from_before_migrations_upgrades_in_place(database_url: str) ->
         assert budget.schema_revision(engine, "budget") is None
         ledger.create_tables()  # baseline adds the old columns back, then the new revisions
         ledger.create_tables()  # and again: nothing left to do
-        assert budget.schema_revision(engine, "budget") == "budget_0002"
+        assert budget.schema_revision(engine, "budget") == "budget_0003"
         assert ledger.verify() == head
         bal = ledger.balance(ALICE, DS)
         assert (bal.epsilon_spent, bal.rho_cap, bal.rho_spent) == (Decimal("0.25"), 0, 0)
@@ -996,3 +999,29 @@ def test_concurrent_debits_across_periods_never_pass_the_lifetime_cap(engine: En
     assert ledger.balance(ALICE, DS).lifetime_epsilon_spent == 3
     assert sum(e.epsilon for e in ledger.entries()) == 3
     ledger.verify()
+
+
+def test_the_per_researcher_cap_bounds_grants_given_and_to_come(ledger: Ledger) -> None:
+    ledger.set_policy(DS, Policy(researcher_cap_epsilon=Decimal(1)), set_by="p")
+    with pytest.raises(PolicyViolation, match=r"at most epsilon=1 per researcher"):
+        ledger.grant(DS, ALICE, "2", granted_by="p")
+    assert ledger.balances(ALICE) == []  # the refused grant left nothing behind
+    assert ledger.grant(DS, ALICE, None, granted_by="p").epsilon_cap == 1  # the policy's
+    assert ledger.grant(DS, "bob", "0.5", granted_by="p").epsilon_cap == Decimal("0.5")
+    ledger.debit(ALICE, DS, Decimal("0.25"), job_id="j", release_index=0)
+    # Lowering the cap binds the grant already given, in the debit itself.
+    ledger.set_policy(DS, Policy(researcher_cap_epsilon=Decimal("0.3")), set_by="p")
+    mine = ledger.balance(ALICE, DS)
+    assert (mine.epsilon_cap, mine.epsilon_remaining) == (Decimal("0.3"), Decimal("0.05"))
+    with pytest.raises(BudgetExhausted) as err:
+        ledger.debit(ALICE, DS, Decimal("0.1"), job_id="j", release_index=1)
+    assert err.value.remaining == Decimal("0.05")
+    ledger.debit(ALICE, DS, Decimal("0.05"), job_id="j", release_index=1)
+    # Raising it again gives back up to the grant's own cap, not more.
+    ledger.set_policy(DS, Policy(researcher_cap_epsilon=Decimal(5)), set_by="p")
+    assert ledger.balance(ALICE, DS).epsilon_cap == 1
+    assert ledger.balance("bob", DS).epsilon_cap == Decimal("0.5")
+    assert (
+        Policy.from_toml(Policy(researcher_cap_epsilon=Decimal(1)).to_toml()).researcher_cap_epsilon
+        == 1
+    )
