@@ -87,6 +87,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import budget  # noqa: E402
+from budget._prepared import Prepared  # noqa: E402
 
 EPSILON = Decimal("0.01")
 DATASET = "bench"
@@ -441,8 +442,20 @@ def _statements(url: str) -> str:
         seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)
-    for i in range(10):
-        ledger.debit(PRINCIPAL, DATASET, EPSILON, job_id="probe", release_index=i)
+    # The debit's own statements go to the DB-API cursor (budget._prepared), which
+    # SQLAlchemy's events do not see: count those calls as well.
+    run = Prepared.run
+
+    def counted(self: Prepared, conn: Any, **params: Any) -> Any:
+        seen.append(self.sql)
+        return run(self, conn, **params)
+
+    Prepared.run = counted  # type: ignore[method-assign]
+    try:
+        for i in range(10):
+            ledger.debit(PRINCIPAL, DATASET, EPSILON, job_id="probe", release_index=i)
+    finally:
+        Prepared.run = run  # type: ignore[method-assign]
     per_debit = len(seen) / 10
     seen.clear()
     for i in range(10):

@@ -53,6 +53,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -73,6 +74,7 @@ from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant, Pol
 from ._migrate import upgrade
 from ._period import next_refresh, period_start
 from ._policy import Policy, PolicyVersion
+from ._prepared import Prepared
 
 metadata = MetaData()
 
@@ -320,6 +322,92 @@ def _chain(prev_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical).hexdigest()
 
 
+#: "No limit" in the prepared grant statement: far above any spending (quanta).
+_NO_CAP = 2**62
+
+
+class _DebitStatements:
+    """The debit's statements, compiled once for the engine's dialect (`Prepared`)."""
+
+    def __init__(self, dialect: Any) -> None:
+        g, b = grants.c, dataset_budgets.c
+        #: The chain head, locked, with the dataset's policy row (absent: no policy).
+        self.head = Prepared(
+            select(
+                ledger_head.c.seq,
+                ledger_head.c.hash,
+                b.refresh,
+                *(b[f"lifetime_{m}_cap_q"] for m, _q in _MEASURES),
+                *(b[f"researcher_{m}_cap_q"] for m, _q in _MEASURES),
+            )
+            .select_from(ledger_head.outerjoin(dataset_budgets, b.dataset == bindparam("dataset")))
+            .where(ledger_head.c.id == 1)
+            .with_for_update(of=ledger_head),
+            dialect,
+        )
+        mine = and_(
+            g.dataset == bindparam("dataset"),
+            g.principal == bindparam("principal"),
+            g.revoked_at.is_(None),
+            or_(g.expires_at.is_(None), g.expires_at > bindparam("now")),
+        )
+        self._mine = mine
+        self._dialect = dialect
+        self._resets: dict[tuple[str, ...], Prepared] = {}
+        # Every cap is a parameter (``_NO_CAP`` where the policy sets none), so one
+        # statement serves all policies.
+        conditions = [mine]
+        values: dict[str, Any] = {}
+        for measure, _quantum in _MEASURES:
+            q = bindparam(f"q_{measure}", type_=BigInteger)
+            spent, life = g[f"{measure}_spent_q"], g[f"lifetime_{measure}_spent_q"]
+            conditions.append(spent + q <= g[f"{measure}_cap_q"])
+            conditions.append(spent + q <= bindparam(f"researcher_{measure}", type_=BigInteger))
+            conditions.append(life + q <= bindparam(f"lifetime_{measure}", type_=BigInteger))
+            values[f"{measure}_spent_q"] = spent + q
+            values[f"lifetime_{measure}_spent_q"] = life + q
+        self.grant = Prepared(update(grants).where(*conditions).values(**values), dialect)
+        self.dataset = Prepared(
+            update(dataset_budgets)
+            .where(
+                b.dataset == bindparam("dataset"),
+                *(
+                    or_(
+                        b[f"{m}_cap_q"].is_(None),
+                        b[f"{m}_spent_q"] + bindparam(f"q_{m}", type_=BigInteger)
+                        <= b[f"{m}_cap_q"],
+                    )
+                    for m, _q in _MEASURES
+                ),
+            )
+            .values(
+                **{
+                    f"{m}_spent_q": b[f"{m}_spent_q"] + bindparam(f"q_{m}", type_=BigInteger)
+                    for m, _q in _MEASURES
+                }
+            ),
+            dialect,
+        )
+        self.entry = Prepared(insert(ledger_entries), dialect)
+        self.move_head = Prepared(
+            update(ledger_head)
+            .where(ledger_head.c.id == 1, ledger_head.c.seq == bindparam("old_seq"))
+            .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")),
+            dialect,
+        )
+
+    def reset(self, measures: tuple[str, ...]) -> Prepared:
+        """Start a new period for ``measures`` (only where the grant's period is older)."""
+        if measures not in self._resets:
+            self._resets[measures] = Prepared(
+                update(grants)
+                .where(self._mine, grants.c.period_start < bindparam("start"))
+                .values(period_start=bindparam("start"), **{f"{m}_spent_q": 0 for m in measures}),
+                self._dialect,
+            )
+        return self._resets[measures]
+
+
 class Ledger:
     """Grants, balances and debits on one SQLAlchemy engine.
 
@@ -331,6 +419,7 @@ class Ledger:
     def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = _utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        self._sql = _DebitStatements(engine.dialect)
 
     def create_tables(self) -> None:
         """Create or upgrade the ledger's tables (Alembic) and its chain head."""
@@ -612,42 +701,37 @@ class Ledger:
         dq = to_quanta(delta, quantum=DELTA_QUANTUM)
         rq = to_quanta(rho)
         now = self._clock()
+        sql = self._sql
         with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             # Lock the chain head first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
             # holds the write lock): debits then extend the chain one at a time.
-            head = conn.execute(
-                select(ledger_head.c.seq, ledger_head.c.hash)
-                .where(ledger_head.c.id == 1)
-                .with_for_update()
-            ).one()
-            self._charge_grant(conn, principal, dataset, now, (q, rq, dq), (amount, rho, delta))
-            self._debit_dataset(conn, dataset, q, rq, dq, amount, rho, delta)
-            seq = head.seq + 1
+            head_seq, head_hash, refresh, *caps = sql.head.run(conn, dataset=dataset).fetchone()
+            self._charge_grant(
+                conn, principal, dataset, now, (q, rq, dq), (amount, rho, delta), refresh, caps
+            )
+            if refresh is not None:  # the dataset has a policy: count dataset-wide spending
+                self._debit_dataset(conn, dataset, q, rq, dq, amount, rho, delta)
+            seq = head_seq + 1
             digest = _chain(
-                head.hash,
+                head_hash,
                 _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now, dq, rq),
             )
-            conn.execute(
-                insert(ledger_entries).values(
-                    seq=seq,
-                    kind="debit",
-                    principal=principal,
-                    dataset=dataset,
-                    job_id=job_id,
-                    release_index=release_index,
-                    epsilon_q=q,
-                    delta_q=dq,
-                    rho_q=rq,
-                    created_at=now,
-                    prev_hash=head.hash,
-                    hash=digest,
-                )
+            sql.entry.run(
+                conn,
+                seq=seq,
+                kind="debit",
+                principal=principal,
+                dataset=dataset,
+                job_id=job_id,
+                release_index=release_index,
+                epsilon_q=q,
+                delta_q=dq,
+                rho_q=rq,
+                created_at=now,
+                prev_hash=head_hash,
+                hash=digest,
             )
-            moved = conn.execute(
-                update(ledger_head)
-                .where(ledger_head.c.id == 1, ledger_head.c.seq == head.seq)
-                .values(seq=seq, hash=digest)
-            ).rowcount
+            moved = sql.move_head.run(conn, old_seq=head_seq, new_seq=seq, new_hash=digest).rowcount
             if moved != 1:  # another writer extended the chain; roll everything back
                 raise _HeadMoved
         return LedgerEntry(
@@ -659,7 +743,7 @@ class Ledger:
             release_index,
             from_quanta(q),
             now,
-            head.hash,
+            head_hash,
             digest,
             from_quanta(dq, quantum=DELTA_QUANTUM),
             from_quanta(rq),
@@ -673,60 +757,35 @@ class Ledger:
         now: dt.datetime,
         quanta: tuple[int, int, int],
         asked: tuple[Decimal, Decimal, Decimal],
+        refresh: str | None,
+        caps: list[int | None],
     ) -> None:
         """Charge the researcher's grant: period caps and lifetime caps, one statement.
 
-        Raising rolls the whole debit back.
+        ``refresh`` and ``caps`` (lifetime then per-researcher, per measure) are the
+        dataset's policy row, read with the chain head. Raising rolls the whole
+        debit back.
         """
-        g = grants.c
-        policy = conn.execute(
-            select(
-                dataset_budgets.c.refresh,
-                dataset_budgets.c.lifetime_epsilon_cap_q,
-                dataset_budgets.c.lifetime_rho_cap_q,
-                dataset_budgets.c.lifetime_delta_cap_q,
-                dataset_budgets.c.researcher_epsilon_cap_q,
-                dataset_budgets.c.researcher_rho_cap_q,
-                dataset_budgets.c.researcher_delta_cap_q,
-            ).where(dataset_budgets.c.dataset == dataset)
-        ).first()
-        refresh = policy.refresh if policy is not None else "none"
-        life_caps: dict[str, int] = {}
-        policy_caps: dict[str, int] = {}
-        if policy is not None:
-            for measure, _quantum in _MEASURES:
-                cap = getattr(policy, f"lifetime_{measure}_cap_q")
-                if cap is not None:
-                    life_caps[measure] = cap
-                cap = getattr(policy, f"researcher_{measure}_cap_q")
-                if cap is not None:
-                    policy_caps[measure] = cap
-        mine = and_(g.dataset == dataset, g.principal == principal, _live(now))
+        refresh = refresh or "none"
+        n = len(_MEASURES)
+        life_caps = {m: c for (m, _q), c in zip(_MEASURES, caps[:n], strict=True) if c is not None}
+        policy_caps = {
+            m: c for (m, _q), c in zip(_MEASURES, caps[n:], strict=True) if c is not None
+        }
+        who = {"dataset": dataset, "principal": principal, "now": now}
         if refresh != "none" and life_caps:
             # A new period: its spending of the refreshing measures starts from zero.
             start = period_start(now, refresh)
-            conn.execute(
-                update(grants)
-                .where(mine, g.period_start < start)
-                .values(period_start=start, **{f"{m}_spent_q": 0 for m in life_caps})
-            )
-        conditions = [mine]
-        values: dict[str, Any] = {}
+            self._sql.reset(tuple(life_caps)).run(conn, start=start, **who)
+        params: dict[str, Any] = dict(who)
         for (measure, _quantum), q in zip(_MEASURES, quanta, strict=True):
-            spent, cap, life = (
-                g[f"{measure}_spent_q"],
-                g[f"{measure}_cap_q"],
-                g[f"lifetime_{measure}_spent_q"],
-            )
-            conditions.append(spent + q <= cap)
-            if measure in policy_caps:
-                conditions.append(spent + q <= policy_caps[measure])
-            if measure in life_caps:
-                conditions.append(life + q <= life_caps[measure])
-            values[f"{measure}_spent_q"] = spent + q
-            values[f"lifetime_{measure}_spent_q"] = life + q
-        if conn.execute(update(grants).where(*conditions).values(**values)).rowcount == 1:
+            params[f"q_{measure}"] = q
+            params[f"researcher_{measure}"] = policy_caps.get(measure, _NO_CAP)
+            params[f"lifetime_{measure}"] = life_caps.get(measure, _NO_CAP)
+        if self._sql.grant.run(conn, **params).rowcount == 1:
             return
+        g = grants.c
+        mine = and_(g.dataset == dataset, g.principal == principal, _live(now))
         row = conn.execute(select(grants).where(mine)).first()
         if row is None:
             raise NoGrant(principal, dataset)
@@ -765,19 +824,8 @@ class Ledger:
         Raising here rolls the whole debit back, the researcher's grant included.
         """
         b = dataset_budgets.c
-        charged = conn.execute(
-            update(dataset_budgets)
-            .where(
-                b.dataset == dataset,
-                or_(b.epsilon_cap_q.is_(None), b.epsilon_spent_q + q <= b.epsilon_cap_q),
-                or_(b.rho_cap_q.is_(None), b.rho_spent_q + rq <= b.rho_cap_q),
-                or_(b.delta_cap_q.is_(None), b.delta_spent_q + dq <= b.delta_cap_q),
-            )
-            .values(
-                epsilon_spent_q=b.epsilon_spent_q + q,
-                rho_spent_q=b.rho_spent_q + rq,
-                delta_spent_q=b.delta_spent_q + dq,
-            )
+        charged = self._sql.dataset.run(
+            conn, dataset=dataset, q_epsilon=q, q_rho=rq, q_delta=dq
         ).rowcount
         if charged == 1:
             return
