@@ -24,6 +24,16 @@ the researcher's lifetime spending of that measure against the policy's
 lifetime cap. The period's spending is set back to zero lazily, by the first
 debit of a new period, in the same transaction as that debit.
 
+Speed (``bench/ledger_debits.py``): a debit must be durable before its release,
+so the yardstick is the database's bare commit rate. The debit's statements are
+compiled once and run on the driver's cursor (`budget._prepared`); on
+PostgreSQL a debit is one statement of data-modifying CTEs, each step gated on
+the previous one's ``RETURNING`` rows. Debits that arrive while another commits
+are committed together in the next transaction (group commit, `Ledger._lead`),
+each still checked on its own: a refused one is undone inside the transaction
+(a dataset-wide refusal takes the grant's charge back; where budgets refresh, a
+savepoint also undoes the new period's start), so it leaves no trace.
+
 Budgets are kept in each dataset's own measure: ε for pure-DP datasets, ρ for
 zero-concentrated-DP (zCDP) ones, δ for either when group keys are released.
 A grant has a cap per measure (0 where the measure does not apply), and one
@@ -35,8 +45,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -54,8 +66,10 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    exists,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -70,11 +84,20 @@ from ._amount import (
     parse_rho,
     to_quanta,
 )
-from ._errors import BudgetExhausted, InvalidAmount, LedgerCorrupt, NoGrant, PolicyViolation
+from ._errors import (
+    BudgetError,
+    BudgetExhausted,
+    InvalidAmount,
+    LedgerCorrupt,
+    NoGrant,
+    PolicyViolation,
+)
 from ._migrate import upgrade
 from ._period import next_refresh, period_start
 from ._policy import Policy, PolicyVersion
 from ._prepared import Prepared
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -171,10 +194,36 @@ ledger_head = Table(
 GENESIS_HASH = "0" * 64
 _MEASURES = (("epsilon", QUANTUM), ("rho", QUANTUM), ("delta", DELTA_QUANTUM))
 _HEAD_RETRIES = 20
+#: The most debits one transaction commits (group commit).
+_BATCH = 128
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A debit waiting in the group-commit queue, and then its outcome."""
+
+    principal: str
+    dataset: str
+    amount: Decimal
+    delta: Decimal
+    rho: Decimal
+    job_id: str
+    release_index: int
+    wake: threading.Event = field(default_factory=threading.Event)
+    outcome: LedgerEntry | BaseException | None = None
+
+
+class _Stale(Exception):
+    """The batch failed before writing anything (see ``__cause__``)."""
 
 
 class _HeadMoved(Exception):
     """Another debit extended the chain first; this transaction rolls back."""
+
+
+def _driver(conn: Connection, statement: str) -> None:
+    """Run a parameterless statement on the DB-API cursor (see `Prepared`)."""
+    conn.connection.dbapi_connection.cursor().execute(statement)  # type: ignore[union-attr]
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -345,6 +394,15 @@ class _DebitStatements:
             .with_for_update(of=ledger_head),
             dialect,
         )
+        #: The policy row of another dataset of the same batch.
+        self.policy = Prepared(
+            select(
+                b.refresh,
+                *(b[f"lifetime_{m}_cap_q"] for m, _q in _MEASURES),
+                *(b[f"researcher_{m}_cap_q"] for m, _q in _MEASURES),
+            ).where(b.dataset == bindparam("dataset")),
+            dialect,
+        )
         mine = and_(
             g.dataset == bindparam("dataset"),
             g.principal == bindparam("principal"),
@@ -366,8 +424,22 @@ class _DebitStatements:
             conditions.append(life + q <= bindparam(f"lifetime_{measure}", type_=BigInteger))
             values[f"{measure}_spent_q"] = spent + q
             values[f"lifetime_{measure}_spent_q"] = life + q
-        self.grant = Prepared(update(grants).where(*conditions).values(**values), dialect)
-        self.dataset = Prepared(
+        self._grant_update = update(grants).where(*conditions).values(**values)
+        self.grant = Prepared(self._grant_update, dialect)
+        # Takes a grant charge back when the dataset-wide cap then refuses the debit.
+        self.uncharge = Prepared(
+            update(grants)
+            .where(g.dataset == bindparam("dataset"), g.principal == bindparam("principal"))
+            .values(
+                **{
+                    column: g[column] - bindparam(f"q_{m}", type_=BigInteger)
+                    for m, _q in _MEASURES
+                    for column in (f"{m}_spent_q", f"lifetime_{m}_spent_q")
+                }
+            ),
+            dialect,
+        )
+        self._dataset_update = (
             update(dataset_budgets)
             .where(
                 b.dataset == bindparam("dataset"),
@@ -385,9 +457,9 @@ class _DebitStatements:
                     f"{m}_spent_q": b[f"{m}_spent_q"] + bindparam(f"q_{m}", type_=BigInteger)
                     for m, _q in _MEASURES
                 }
-            ),
-            dialect,
+            )
         )
+        self.dataset = Prepared(self._dataset_update, dialect)
         self.entry = Prepared(insert(ledger_entries), dialect)
         self.move_head = Prepared(
             update(ledger_head)
@@ -395,6 +467,69 @@ class _DebitStatements:
             .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")),
             dialect,
         )
+
+        #: PostgreSQL runs a debit as one statement (data-modifying CTEs), with and
+        #: without a dataset-wide row to count in: one round trip instead of four.
+        self.combined: dict[bool, Prepared] | None = None
+        if dialect.name == "postgresql":
+            self.combined = {
+                wide: Prepared(self._combined(wide), dialect) for wide in (True, False)
+            }
+
+    def _combined(self, wide: bool) -> Any:
+        """One debit in one statement: what each step changed, as counts.
+
+        The grant is charged first; the dataset-wide caps, the entry and the
+        head move only if it was (each step's ``WHERE`` requires the previous
+        step's ``RETURNING`` rows).
+        """
+        g, b, h = grants.c, dataset_budgets.c, ledger_head.c
+        charged = self._grant_update.returning(g.id).cte("charged")
+        steps = [charged]
+        gate = [exists(select(charged.c.id))]
+        if wide:
+            counted = self._dataset_update.where(*gate).returning(b.dataset).cte("counted")
+            steps.append(counted)
+            gate.append(exists(select(counted.c.dataset)))
+        typed: dict[str, Any] = {
+            "seq": BigInteger,
+            "kind": String(20),
+            "principal": String(200),
+            "dataset": String(200),
+            "job_id": String(64),
+            "release_index": Integer,
+            "epsilon_q": BigInteger,
+            "delta_q": BigInteger,
+            "rho_q": BigInteger,
+            "created_at": DateTime(timezone=True),
+            "prev_hash": String(64),
+            "hash": String(64),
+        }
+        recorded = (
+            insert(ledger_entries)
+            .from_select(
+                list(typed),
+                select(*(bindparam(n, type_=t) for n, t in typed.items())).where(*gate),
+            )
+            .returning(ledger_entries.c.seq)
+            .cte("recorded")
+        )
+        moved = (
+            update(ledger_head)
+            .where(h.id == 1, h.seq == bindparam("old_seq"), exists(select(recorded.c.seq)))
+            .values(seq=bindparam("seq"), hash=bindparam("hash"))
+            .returning(h.seq)
+            .cte("moved")
+        )
+        steps += [recorded, moved]
+
+        def count(step: Any) -> Any:
+            return select(func.count()).select_from(step).scalar_subquery()
+
+        counts = [count(step) for step in steps]
+        if not wide:
+            counts.insert(1, literal(0))
+        return select(*counts)
 
     def reset(self, measures: tuple[str, ...]) -> Prepared:
         """Start a new period for ``measures`` (only where the grant's period is older)."""
@@ -420,6 +555,19 @@ class Ledger:
         self._engine = engine
         self._clock = clock
         self._sql = _DebitStatements(engine.dialect)
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._leading = False
+        # The leader's connection, kept between batches: a checkout from the pool
+        # costs a round trip (PostgreSQL's pre-ping), as much as a statement.
+        self._writer: Connection | None = None
+
+    def close(self) -> None:
+        """Return the debit connection to the pool (before ``engine.dispose()``)."""
+        with self._queue_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def create_tables(self) -> None:
         """Create or upgrade the ledger's tables (Alembic) and its chain head."""
@@ -675,132 +823,270 @@ class Ledger:
         if amount == 0 and rho_amount == 0:
             raise InvalidAmount("a debit charges a positive epsilon or rho")
         delta_amount = parse_delta(delta)
-        for _attempt in range(_HEAD_RETRIES):
-            try:
-                return self._debit_once(
-                    principal, dataset, amount, delta_amount, rho_amount, job_id, release_index
-                )
-            except _HeadMoved:
-                continue
-        raise RuntimeError("the ledger is too contended to append; retry the release")
+        mine = _Pending(principal, dataset, amount, delta_amount, rho_amount, job_id, release_index)
+        with self._queue_lock:
+            self._queue.append(mine)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            mine.wake.wait()  # a leader commits it, or hands this thread the lead
+        if mine.outcome is None:
+            self._lead()
+        assert mine.outcome is not None  # a leader's own debit is in its batch
+        if isinstance(mine.outcome, BaseException):
+            # A batch's failure is one exception shared by its debits: each thread
+            # raises it with its own traceback.
+            raise mine.outcome.with_traceback(None)
+        return mine.outcome
 
-    def _debit_once(
-        self,
-        principal: str,
-        dataset: str,
-        amount: Decimal,
-        delta: Decimal,
-        rho: Decimal,
-        job_id: str,
-        release_index: int,
-    ) -> LedgerEntry:
+    def _lead(self) -> None:
+        """Commit one batch of queued debits, then hand the lead to the next waiter.
+
+        Group commit: while one transaction is being made durable, the debits
+        that arrive queue up, and the next leader commits them all in one
+        transaction. A debit holds the chain head (and its dataset's row) until
+        its commit is on disk, so without batching concurrent debits would wait
+        for one disk flush each. Each debit's caps are still checked on its own.
+        """
+        with self._queue_lock:
+            batch = self._queue[:_BATCH]
+            del self._queue[:_BATCH]
+        try:
+            outcomes: list[LedgerEntry | BaseException] = []
+            stale = 0
+            for _attempt in range(_HEAD_RETRIES):
+                try:
+                    outcomes = self._debit_batch(self._connection(), batch)
+                    break
+                except _HeadMoved:
+                    continue
+                except _Stale as err:
+                    stale += 1
+                    if stale > 1:
+                        raise err.__cause__ or err from None
+                    continue  # failed before writing anything: on a new connection
+            else:
+                failed = RuntimeError("the ledger is too contended to append; retry the release")
+                outcomes = [failed] * len(batch)
+        except BaseException as err:
+            # Rolled back, so nothing was charged; or, if the commit itself failed,
+            # perhaps charged: either way no caller releases a value (invariant 2).
+            self._drop_connection()
+            outcomes = [err] * len(batch)
+        finally:
+            with self._queue_lock:
+                successor = self._queue[0] if self._queue else None
+                self._leading = successor is not None
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            pending.outcome = outcome
+            pending.wake.set()
+        if successor is not None:
+            successor.wake.set()
+
+    def _connection(self) -> Connection:
+        if self._writer is None:
+            self._writer = self._engine.connect().execution_options(immediate=True)
+        return self._writer
+
+    def _drop_connection(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.invalidate()  # its state is unknown: never back to the pool
+                writer.close()
+            except Exception:  # pragma: no cover - already broken
+                log.debug("closing a broken ledger connection failed", exc_info=True)
+
+    def _debit_batch(
+        self, conn: Connection, batch: list[_Pending]
+    ) -> list[LedgerEntry | BaseException]:
+        """Charge and record each debit of ``batch`` in one transaction.
+
+        A refused debit leaves no trace in the transaction (a dataset-wide
+        refusal takes the grant's charge back); a database error fails them all.
+        """
         # On SQLite, BEGIN IMMEDIATE serialises writers, so the head cannot move.
-        # Elsewhere (PostgreSQL, READ COMMITTED) two debits may read the same head;
-        # the compare-and-set below makes the loser roll back (its charge too) and retry.
-        q = to_quanta(amount)
-        dq = to_quanta(delta, quantum=DELTA_QUANTUM)
-        rq = to_quanta(rho)
+        # Elsewhere (PostgreSQL, READ COMMITTED) two writers may read the same head;
+        # the compare-and-set below makes the loser roll back (its charges too) and retry.
         now = self._clock()
         sql = self._sql
-        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+        outcomes: list[LedgerEntry | BaseException] = []
+        try:
+            transaction = conn.begin()
             # Lock the chain head first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
             # holds the write lock): debits then extend the chain one at a time.
-            head_seq, head_hash, refresh, *caps = sql.head.run(conn, dataset=dataset).fetchone()
-            self._charge_grant(
-                conn, principal, dataset, now, (q, rq, dq), (amount, rho, delta), refresh, caps
-            )
-            if refresh is not None:  # the dataset has a policy: count dataset-wide spending
-                self._debit_dataset(conn, dataset, q, rq, dq, amount, rho, delta)
-            seq = head_seq + 1
-            digest = _chain(
-                head_hash,
-                _canonical(seq, "debit", principal, dataset, job_id, release_index, q, now, dq, rq),
-            )
-            sql.entry.run(
-                conn,
-                seq=seq,
-                kind="debit",
-                principal=principal,
-                dataset=dataset,
-                job_id=job_id,
-                release_index=release_index,
-                epsilon_q=q,
-                delta_q=dq,
-                rho_q=rq,
-                created_at=now,
-                prev_hash=head_hash,
-                hash=digest,
-            )
-            moved = sql.move_head.run(conn, old_seq=head_seq, new_seq=seq, new_hash=digest).rowcount
-            if moved != 1:  # another writer extended the chain; roll everything back
-                raise _HeadMoved
-        return LedgerEntry(
-            seq,
-            "debit",
-            principal,
-            dataset,
-            job_id,
-            release_index,
-            from_quanta(q),
-            now,
-            head_hash,
-            digest,
-            from_quanta(dq, quantum=DELTA_QUANTUM),
-            from_quanta(rq),
-        )
+            head_seq, head_hash, *row = sql.head.run(conn, dataset=batch[0].dataset).fetchone()
+        except Exception as err:
+            # Nothing was written: the connection may have gone stale between
+            # batches (e.g. the database restarted); the leader retries once anew.
+            self._drop_connection()
+            raise _Stale() from err
+        with transaction:
+            policies: dict[str, list[Any]] = {batch[0].dataset: row}
+            chain = [head_seq, head_hash]  # the head as this transaction extends it
+            for d in batch:
+                if d.dataset not in policies:
+                    found = sql.policy.run(conn, dataset=d.dataset).fetchone()
+                    policies[d.dataset] = list(found) if found else [None] * (1 + 2 * 3)
+                refresh, *caps = policies[d.dataset]
+                # Where budgets refresh, the charge may first start a new period: a
+                # savepoint lets a refusal undo that too, so it leaves no trace.
+                refreshing = refresh not in (None, "none")
+                if refreshing:
+                    _driver(conn, "SAVEPOINT debit")
+                try:
+                    entry = self._charge(conn, d, now, refresh, caps, chain)
+                except BudgetError as refused:
+                    if refreshing:
+                        _driver(conn, "ROLLBACK TO SAVEPOINT debit")
+                    outcomes.append(refused)
+                    continue
+                if refreshing:
+                    _driver(conn, "RELEASE SAVEPOINT debit")
+                outcomes.append(entry)
+            if sql.combined is None and chain[0] != head_seq:
+                moved = sql.move_head.run(
+                    conn, old_seq=head_seq, new_seq=chain[0], new_hash=chain[1]
+                ).rowcount
+                if moved != 1:  # another writer extended the chain; roll everything back
+                    raise _HeadMoved
+        return outcomes
 
-    def _charge_grant(
+    def _charge(
         self,
         conn: Connection,
-        principal: str,
-        dataset: str,
+        d: _Pending,
         now: dt.datetime,
-        quanta: tuple[int, int, int],
-        asked: tuple[Decimal, Decimal, Decimal],
         refresh: str | None,
         caps: list[int | None],
-    ) -> None:
-        """Charge the researcher's grant: period caps and lifetime caps, one statement.
+        chain: list[Any],
+    ) -> LedgerEntry:
+        """Charge one debit's caps and record its entry, extending ``chain`` in place.
 
         ``refresh`` and ``caps`` (lifetime then per-researcher, per measure) are the
-        dataset's policy row, read with the chain head. Raising rolls the whole
-        debit back.
+        dataset's policy row, read with the chain head (``refresh`` is None
+        without a policy). A refusal raises `BudgetError` having taken back
+        what it charged, except a new period's start, which the caller's
+        savepoint undoes.
         """
-        refresh = refresh or "none"
+        sql = self._sql
+        q = to_quanta(d.amount)
+        dq = to_quanta(d.delta, quantum=DELTA_QUANTUM)
+        rq = to_quanta(d.rho)
+        quanta = (q, rq, dq)
+        period = refresh or "none"
         n = len(_MEASURES)
         life_caps = {m: c for (m, _q), c in zip(_MEASURES, caps[:n], strict=True) if c is not None}
         policy_caps = {
             m: c for (m, _q), c in zip(_MEASURES, caps[n:], strict=True) if c is not None
         }
-        who = {"dataset": dataset, "principal": principal, "now": now}
-        if refresh != "none" and life_caps:
+        who = {"dataset": d.dataset, "principal": d.principal, "now": now}
+        if period != "none" and life_caps:
             # A new period: its spending of the refreshing measures starts from zero.
-            start = period_start(now, refresh)
-            self._sql.reset(tuple(life_caps)).run(conn, start=start, **who)
+            start = period_start(now, period)
+            sql.reset(tuple(life_caps)).run(conn, start=start, **who)
         params: dict[str, Any] = dict(who)
-        for (measure, _quantum), q in zip(_MEASURES, quanta, strict=True):
-            params[f"q_{measure}"] = q
+        for (measure, _quantum), amount in zip(_MEASURES, quanta, strict=True):
+            params[f"q_{measure}"] = amount
             params[f"researcher_{measure}"] = policy_caps.get(measure, _NO_CAP)
             params[f"lifetime_{measure}"] = life_caps.get(measure, _NO_CAP)
-        if self._sql.grant.run(conn, **params).rowcount == 1:
-            return
+        old_seq, prev = chain
+        seq = old_seq + 1
+        digest = _chain(
+            prev,
+            _canonical(
+                seq, "debit", d.principal, d.dataset, d.job_id, d.release_index, q, now, dq, rq
+            ),
+        )
+        entry = {
+            "seq": seq,
+            "kind": "debit",
+            "job_id": d.job_id,
+            "release_index": d.release_index,
+            "epsilon_q": q,
+            "delta_q": dq,
+            "rho_q": rq,
+            "created_at": now,
+            "prev_hash": prev,
+            "hash": digest,
+        }
+        wide = refresh is not None  # a policy row: dataset-wide spending is counted
+        if sql.combined is not None:
+            # PostgreSQL: grant, dataset-wide caps, entry and head in one statement.
+            statement = sql.combined[wide]
+            charged, counted, _recorded, moved = statement.run(
+                conn, **params, **entry, old_seq=old_seq
+            ).fetchone()
+        else:
+            charged = sql.grant.run(conn, **params).rowcount
+            counted = (
+                sql.dataset.run(conn, dataset=d.dataset, q_epsilon=q, q_rho=rq, q_delta=dq).rowcount
+                if charged and wide
+                else 0
+            )
+            moved = 1
+        if not charged:
+            self._refuse_grant(conn, d, now, period, quanta, life_caps, policy_caps)
+        if wide and not counted:
+            if refresh == "none":  # (a refreshing caller's savepoint undoes it instead)
+                sql.uncharge.run(
+                    conn,
+                    dataset=d.dataset,
+                    principal=d.principal,
+                    q_epsilon=q,
+                    q_rho=rq,
+                    q_delta=dq,
+                )
+            self._refuse_dataset(conn, d)
+        if moved != 1:  # another writer extended the chain; roll everything back
+            raise _HeadMoved
+        if sql.combined is None:
+            sql.entry.run(conn, principal=d.principal, dataset=d.dataset, **entry)
+        chain[:] = [seq, digest]
+        return LedgerEntry(
+            seq,
+            "debit",
+            d.principal,
+            d.dataset,
+            d.job_id,
+            d.release_index,
+            from_quanta(q),
+            now,
+            prev,
+            digest,
+            from_quanta(dq, quantum=DELTA_QUANTUM),
+            from_quanta(rq),
+        )
+
+    @staticmethod
+    def _refuse_grant(
+        conn: Connection,
+        d: _Pending,
+        now: dt.datetime,
+        period: str,
+        quanta: tuple[int, int, int],
+        life_caps: dict[str, int],
+        policy_caps: dict[str, int],
+    ) -> None:
+        """Say why the grant refused a debit (the slow path: a refusal is rare)."""
         g = grants.c
-        mine = and_(g.dataset == dataset, g.principal == principal, _live(now))
+        mine = and_(g.dataset == d.dataset, g.principal == d.principal, _live(now))
         row = conn.execute(select(grants).where(mine)).first()
         if row is None:
-            raise NoGrant(principal, dataset)
-        refreshes_at = next_refresh(now, refresh) if life_caps else None
+            raise NoGrant(d.principal, d.dataset)
+        refreshes_at = next_refresh(now, period) if life_caps else None
+        asked = (d.amount, d.rho, d.delta)
         for (measure, quantum), q, amount in zip(_MEASURES, quanta, asked, strict=True):
             spent, cap = getattr(row, f"{measure}_spent_q"), getattr(row, f"{measure}_cap_q")
             cap = min(cap, policy_caps.get(measure, cap))
             life = getattr(row, f"lifetime_{measure}_spent_q")
             if measure in life_caps and life + q > life_caps[measure]:
                 left = from_quanta(max(life_caps[measure] - life, 0), quantum=quantum)
-                raise BudgetExhausted(dataset, amount, left, measure, lifetime=True)
+                raise BudgetExhausted(d.dataset, amount, left, measure, lifetime=True)
             if spent + q > cap:
                 left = from_quanta(max(cap - spent, 0), quantum=quantum)
                 raise BudgetExhausted(
-                    dataset,
+                    d.dataset,
                     amount,
                     left,
                     measure,
@@ -808,38 +1094,19 @@ class Ledger:
                 )
         raise RuntimeError("grant debit refused without a cap exceeded")  # pragma: no cover
 
-    def _debit_dataset(
-        self,
-        conn: Connection,
-        dataset: str,
-        q: int,
-        rq: int,
-        dq: int,
-        amount: Decimal,
-        rho: Decimal,
-        delta: Decimal,
-    ) -> None:
-        """Count a debit against the dataset-wide caps, in the debit's transaction.
-
-        Raising here rolls the whole debit back, the researcher's grant included.
-        """
+    @staticmethod
+    def _refuse_dataset(conn: Connection, d: _Pending) -> None:
+        """Say which dataset-wide cap refused a debit."""
         b = dataset_budgets.c
-        charged = self._sql.dataset.run(
-            conn, dataset=dataset, q_epsilon=q, q_rho=rq, q_delta=dq
-        ).rowcount
-        if charged == 1:
-            return
-        row = conn.execute(select(dataset_budgets).where(b.dataset == dataset)).first()
-        if row is None:
-            return  # no policy yet: nothing to cap
+        row = conn.execute(select(dataset_budgets).where(b.dataset == d.dataset)).one()
         for measure, asked, cap, spent, quantum in (
-            ("epsilon", amount, row.epsilon_cap_q, row.epsilon_spent_q, QUANTUM),
-            ("rho", rho, row.rho_cap_q, row.rho_spent_q, QUANTUM),
-            ("delta", delta, row.delta_cap_q, row.delta_spent_q, DELTA_QUANTUM),
+            ("epsilon", d.amount, row.epsilon_cap_q, row.epsilon_spent_q, QUANTUM),
+            ("rho", d.rho, row.rho_cap_q, row.rho_spent_q, QUANTUM),
+            ("delta", d.delta, row.delta_cap_q, row.delta_spent_q, DELTA_QUANTUM),
         ):
             if cap is not None and spent + to_quanta(asked, quantum=quantum) > cap:
                 left = from_quanta(max(cap - spent, 0), quantum=quantum)
-                raise BudgetExhausted(dataset, asked, left, measure, dataset_wide=True)
+                raise BudgetExhausted(d.dataset, asked, left, measure, dataset_wide=True)
         raise RuntimeError("dataset-wide debit refused without a cap exceeded")  # pragma: no cover
 
     # --- policies ---------------------------------------------------------------------

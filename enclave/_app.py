@@ -76,4 +76,5 @@ class Enclave:
 
     def close(self) -> None:
         """Release the database connections."""
+        self.ledger.close()
         self.engine.dispose()

@@ -1025,3 +1025,67 @@ def test_the_per_researcher_cap_bounds_grants_given_and_to_come(ledger: Ledger) 
         Policy.from_toml(Policy(researcher_cap_epsilon=Decimal(1)).to_toml()).researcher_cap_epsilon
         == 1
     )
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+def test_batched_debits_are_each_checked_and_a_refusal_leaves_no_trace(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debits committed together (group commit) keep every cap exact, one by one.
+
+    The batch is made deterministic: the first debit's transaction waits until
+    all the others are queued, so they are committed as one batch, in which some
+    pass and some are refused by the grant's cap and some by the dataset-wide cap.
+    """
+    ledger = Ledger(engine)
+    ledger.set_policy(DS, Policy(dataset_cap_epsilon=Decimal("1.5")), set_by="p")
+    researchers = [f"r{i}" for i in range(6)]
+    for name in researchers:
+        ledger.grant(DS, name, "0.5", granted_by="p")
+    queued = threading.Event()
+    batches: list[int] = []
+    original = Ledger._debit_batch
+
+    def slow_first(self: Ledger, conn: object, batch: list) -> list:  # type: ignore[type-arg]
+        if not batches:
+            queued.wait(timeout=30)
+        batches.append(len(batch))
+        return original(self, conn, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ledger, "_debit_batch", slow_first)
+    outcomes: dict[tuple[str, int], str] = {}
+
+    def spend(name: str, index: int) -> None:
+        try:
+            _debit(ledger, "0.2", principal=name, release_index=index)
+            outcomes[(name, index)] = "ok"
+        except BudgetExhausted as err:
+            outcomes[(name, index)] = "wide" if err.dataset_wide else "own"
+
+    first = threading.Thread(target=spend, args=(researchers[0], 0))
+    first.start()
+    while not ledger._leading:  # the first debit leads and waits in its transaction
+        pass
+    others = [
+        threading.Thread(target=spend, args=(name, i))
+        for i in range(3)
+        for name in researchers
+        if (name, i) != (researchers[0], 0)
+    ]
+    for t in others:
+        t.start()
+    while len(ledger._queue) < len(others):
+        pass
+    queued.set()
+    for t in [first, *others]:
+        t.join(timeout=60)
+    assert batches[0] == 1 and sum(batches) == 18 and max(batches) > 1
+    assert list(outcomes.values()).count("ok") == 7  # 1.5 / 0.2, all from the dataset cap
+    assert "wide" in outcomes.values() and "own" in outcomes.values()
+    spent = [ledger.balance(name, DS).epsilon_spent for name in researchers]
+    assert all(s <= Decimal("0.5") for s in spent)
+    assert sum(spent) == Decimal("1.4") == ledger.dataset_spent(DS)[0]
+    assert sum(e.epsilon for e in ledger.entries()) == Decimal("1.4")
+    ledger.verify()
