@@ -43,9 +43,17 @@ class Enclave:
             part.create_tables()
         self._equivalent_delta: dict[str, float | None] = {}
 
-    def start_jobs(self, limits: Limits | None = None, max_concurrent: int = 4) -> JobService:
+    def start_jobs(
+        self,
+        limits: Limits | None = None,
+        max_concurrent: int = 4,
+        max_per_researcher: int = 16,
+        max_queued: int = 256,
+        strict: bool = False,
+    ) -> JobService:
         """Create the job service (loads OpenDP); fail jobs a previous run left behind."""
         from jobs import JobService
+        from jobs._sandbox import Isolation
 
         from ._status import code_name
 
@@ -56,7 +64,15 @@ class Enclave:
         if stale:
             log.warning("marked %d unfinished job(s) from a previous run as failed", stale)
         self.jobs = JobService(
-            self.job_store, self.ledger, self.catalog, code_name, limits, max_concurrent
+            self.job_store,
+            self.ledger,
+            self.catalog,
+            code_name,
+            limits,
+            max_concurrent,
+            max_active_per_principal=max_per_researcher,
+            max_active=max_queued,
+            isolation=Isolation(hide=str(self.data_dir), strict=strict),
         )
         return self.jobs
 

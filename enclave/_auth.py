@@ -206,6 +206,10 @@ def _abort(context: grpc.ServicerContext, err: BaseException) -> None:
     code = _status.code_for(err)
     if code == grpc.StatusCode.INTERNAL and not isinstance(err, _status.DOMAIN_ERRORS):
         log.error("unexpected error in %s", context, exc_info=err)
+    retry_after_ms = getattr(err, "retry_after_ms", None)
+    if retry_after_ms is not None:
+        # gRPC's own server pushback key: clients with a retry policy honour it.
+        context.set_trailing_metadata((("grpc-retry-pushback-ms", str(retry_after_ms)),))
     context.abort(code, _status.message_for(err))
 
 

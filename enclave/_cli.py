@@ -23,7 +23,7 @@ from budget import Policy
 
 from . import _format as fmt
 from ._client import Budget, Client, Estimate, Job, LedgerRecord
-from ._errors import EnclaveError
+from ._errors import EnclaveError, InvalidArgument
 
 ROLES = ("researcher", "provider", "dpo", "admin")
 
@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
         "--address", help="server HOST:PORT (default $ENCLAVE_ADDRESS or 127.0.0.1:50051)"
     )
     p.add_argument("--token", help="bearer token (default $ENCLAVE_TOKEN)")
+    p.add_argument(
+        "--tls", action="store_true", default=None, help="TLS, trusting the system's CAs"
+    )
+    p.add_argument(
+        "--tls-ca", help="PEM of the CA that signed the server's certificate ($ENCLAVE_TLS_CA)"
+    )
+    p.add_argument("--tls-cert", help="client certificate for mutual TLS ($ENCLAVE_TLS_CERT)")
+    p.add_argument("--tls-key", help="its private key ($ENCLAVE_TLS_KEY)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the server")
@@ -45,11 +53,35 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--insecure",
         action="store_true",
-        help="plaintext gRPC, allowed on loopback only (TLS comes in a later version)",
+        help="plaintext gRPC, allowed on a loopback address only",
+    )
+    s.add_argument("--tls-cert", dest="serve_cert", type=Path, help="server certificate (PEM)")
+    s.add_argument("--tls-key", dest="serve_key", type=Path, help="its private key (PEM)")
+    s.add_argument(
+        "--client-ca",
+        type=Path,
+        help="require client certificates signed by this CA (mutual TLS), besides tokens",
     )
     s.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)")
     s.add_argument("--ready-file", type=Path, help="write HOST:PORT here once serving")
     s.add_argument("--max-jobs", type=int, default=4, help="jobs running at once")
+    s.add_argument(
+        "--max-jobs-per-researcher",
+        type=int,
+        default=16,
+        help="jobs one researcher may have queued or running; more get RESOURCE_EXHAUSTED",
+    )
+    s.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to start unless every sandbox layer is active (docs/security.md)",
+    )
+    s.add_argument(
+        "--max-queued-jobs",
+        type=int,
+        default=256,
+        help="jobs queued or running over all researchers; more get RESOURCE_EXHAUSTED",
+    )
     s.add_argument("--job-cpu-seconds", type=int, default=60)
     s.add_argument("--job-memory-mb", type=int, default=512)
     s.add_argument("--job-wall-seconds", type=float, default=300.0)
@@ -170,7 +202,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.address, args.token)
+    return Client(
+        args.address,
+        args.token,
+        tls=args.tls,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
 
 
 def _print_job(job: Job, as_json: bool) -> None:
@@ -280,15 +319,24 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from jobs import Limits
 
-        from ._server import serve_forever
+        from ._server import TlsConfig, serve_forever
 
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        if (args.serve_cert is None) != (args.serve_key is None):
+            raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
+        if args.client_ca is not None and args.serve_cert is None:
+            raise InvalidArgument("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
         serve_forever(
             args.data_dir,
             args.listen,
             insecure=args.insecure,
+            tls=(
+                None
+                if args.serve_cert is None
+                else TlsConfig.from_files(args.serve_cert, args.serve_key, args.client_ca)
+            ),
             database_url=args.database_url,
             limits=Limits(
                 cpu_seconds=args.job_cpu_seconds,
@@ -296,6 +344,9 @@ def _run(args: argparse.Namespace) -> int:
                 wall_seconds=args.job_wall_seconds,
             ),
             max_concurrent_jobs=args.max_jobs,
+            max_jobs_per_researcher=args.max_jobs_per_researcher,
+            max_queued_jobs=args.max_queued_jobs,
+            strict=args.strict,
             ready_file=args.ready_file,
         )
         return 0

@@ -431,35 +431,76 @@ class LedgerRecord:
         }
 
 
+def _pem(path: str | Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise InvalidArgument(f"cannot read the {what} {path}: {err.strerror}") from None
+
+
 class Client:
     """A connection to an Enclave server.
+
+    TLS is used as soon as it is asked for (``tls=True``, or any of the TLS
+    files, or their ``$ENCLAVE_TLS*`` variables); without it the client speaks
+    plaintext, to a loopback address only, so that a token never crosses a
+    network in clear.
 
     Args:
         address: HOST:PORT; default ``$ENCLAVE_ADDRESS`` or 127.0.0.1:50051.
         token: bearer token; default ``$ENCLAVE_TOKEN``.
         timeout: deadline in seconds for unary calls.
+        tls: use TLS with the system's trusted CAs (``$ENCLAVE_TLS=1``).
+        tls_ca: PEM file of the CA that signed the server's certificate
+            (``$ENCLAVE_TLS_CA``); implies ``tls``.
+        tls_cert: PEM certificate for mutual TLS (``$ENCLAVE_TLS_CERT``).
+        tls_key: its PEM private key (``$ENCLAVE_TLS_KEY``).
     """
 
     def __init__(
-        self, address: str | None = None, token: str | None = None, *, timeout: float = 60.0
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        tls: bool | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
-        self.address = address or os.environ.get("ENCLAVE_ADDRESS") or DEFAULT_ADDRESS
-        token = token or os.environ.get("ENCLAVE_TOKEN")
+        env = os.environ
+        self.address = address or env.get("ENCLAVE_ADDRESS") or DEFAULT_ADDRESS
+        token = token or env.get("ENCLAVE_TOKEN")
+        tls_ca = tls_ca or env.get("ENCLAVE_TLS_CA") or None
+        tls_cert = tls_cert or env.get("ENCLAVE_TLS_CERT") or None
+        tls_key = tls_key or env.get("ENCLAVE_TLS_KEY") or None
+        if tls is None:
+            tls = env.get("ENCLAVE_TLS", "") not in ("", "0") or bool(tls_ca or tls_cert)
+        if (tls_cert is None) != (tls_key is None):
+            raise InvalidArgument("mutual TLS needs both a client certificate and its key")
         host, _port = split_listen(self.address)
-        if not is_loopback(host):
+        if not tls and not is_loopback(host):
             raise InvalidArgument(
-                f"{self.address} is not a loopback address, and this version speaks only "
-                "plaintext, which would expose your token; TLS arrives in a later version"
+                f"{self.address} is not a loopback address: plaintext would expose your "
+                "token; connect with TLS (--tls-ca CA.pem, or --tls to trust the system's CAs)"
             )
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(
-            self.address,
-            options=[
-                ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-            ],
-        )
+        options = [
+            ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+        ]
+        if tls:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(tls_ca, "CA certificate"),
+                private_key=_pem(tls_key, "client key"),
+                certificate_chain=_pem(tls_cert, "client certificate"),
+            )
+            self._channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
         self._jobs = pb_grpc.JobServiceStub(self._channel)
         self._catalog = pb_grpc.CatalogServiceStub(self._channel)
         self._budget = pb_grpc.BudgetServiceStub(self._channel)

@@ -1,8 +1,9 @@
 """The gRPC server: Enclave's services plus standard health checking and reflection.
 
-Plaintext is allowed only with ``--insecure`` on a loopback address: bearer
-tokens must not cross a network in clear. TLS arrives with the hardening issue
-(TODO(#5)).
+Transport: TLS (``--tls-cert`` and ``--tls-key``), optionally mutual
+(``--client-ca``: clients must present a certificate that CA signed, on top of
+their bearer token). Plaintext is allowed only with ``--insecure`` on a loopback
+address: bearer tokens must not cross a network in clear.
 """
 
 from __future__ import annotations
@@ -43,6 +44,46 @@ SERVICE_NAMES = tuple(
 )
 
 
+@dataclass(frozen=True)
+class TlsConfig:
+    """The server's certificate chain and key, and the CA of client certificates (mTLS)."""
+
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def from_files(cls, cert: Path, key: Path, client_ca: Path | None = None) -> TlsConfig:
+        """Read PEM files.
+
+        Raises:
+            InvalidArgument: a file that cannot be read or is not PEM.
+        """
+
+        def pem(path: Path, what: str) -> bytes:
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                raise InvalidArgument(f"cannot read the {what} {path}: {err.strerror}") from None
+            if b"-----BEGIN " not in data:
+                raise InvalidArgument(f"the {what} {path} is not a PEM file")
+            return data
+
+        return cls(
+            pem(cert, "TLS certificate"),
+            pem(key, "TLS key"),
+            None if client_ca is None else pem(client_ca, "client CA certificate"),
+        )
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials; client certificates are required with a client CA."""
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.cert_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
 @dataclass
 class RunningServer:
     """A started server and what is needed to stop it."""
@@ -51,6 +92,8 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     app: Enclave
+    #: Each sandbox layer's status on this host ("active" or "unavailable: why").
+    sandbox: dict[str, str]
 
     def stop(self, grace: float = 30.0) -> None:
         """Drain: refuse new calls and jobs, finish in-flight ones within ``grace`` s."""
@@ -65,26 +108,60 @@ def start_server(
     app: Enclave,
     listen: str,
     *,
-    insecure: bool,
+    insecure: bool = False,
+    tls: TlsConfig | None = None,
     limits: Limits | None = None,
     max_concurrent_jobs: int = 4,
+    max_jobs_per_researcher: int = 16,
+    max_queued_jobs: int = 256,
+    strict: bool = False,
     rpc_threads: int = 32,
 ) -> RunningServer:
-    """Start serving; returns once the port is bound (port 0 picks a free one)."""
+    """Start serving; returns once the port is bound (port 0 picks a free one).
+
+    The sandbox's OS layers are probed first, with a worker that applies them
+    and tries what an escaped script would; each layer's status is logged and
+    served by the health service as ``enclave.sandbox.LAYER`` (SERVING: active).
+
+    Raises:
+        InvalidArgument: neither TLS nor ``insecure``, both, or plaintext off
+            loopback; or, with ``strict``, a sandbox layer this host lacks.
+    """
     host, _port = split_listen(listen)
-    if not insecure:
+    if tls is not None and insecure:
+        raise InvalidArgument("choose TLS (--tls-cert/--tls-key) or --insecure, not both")
+    if tls is None and not insecure:
         raise InvalidArgument(
-            "TLS is not available in this version: pass --insecure to serve plaintext, "
-            "which is only allowed on a loopback address"
+            "pass --tls-cert and --tls-key to serve TLS, or --insecure to serve plaintext "
+            "on a loopback address"
         )
-    if not is_loopback(host):
+    if insecure and not is_loopback(host):
         raise InvalidArgument(
             f"plaintext (--insecure) is only allowed on loopback, not on {host!r}: "
-            "bearer tokens must not cross a network in clear"
+            "bearer tokens must not cross a network in clear; use --tls-cert and --tls-key"
         )
     from jobs._compiler import warm_up
+    from jobs._sandbox import Isolation, probe_isolation
 
-    app.start_jobs(limits, max_concurrent_jobs)
+    probe = probe_isolation(Isolation(hide=str(app.data_dir)))
+    layers: dict[str, str] = probe["layers"]
+    for name, status in layers.items():
+        log.log(
+            logging.INFO if status == "active" else logging.WARNING,
+            "sandbox layer %s: %s",
+            name,
+            status,
+        )
+    missing = {name: status for name, status in layers.items() if status != "active"}
+    if strict and missing:
+        raise InvalidArgument(
+            "refusing to start in --strict mode: sandbox layer(s) unavailable on this host: "
+            + "; ".join(f"{name} ({status})" for name, status in missing.items())
+            + " (docs/security.md says what each layer needs)"
+        )
+    app.start_jobs(
+        limits, max_concurrent_jobs, max_jobs_per_researcher, max_queued_jobs, strict=strict
+    )
     warm_up()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=rpc_threads, thread_name_prefix="enclave-rpc"),
@@ -104,31 +181,55 @@ def start_server(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    port = (
+        server.add_insecure_port(listen)
+        if tls is None
+        else server.add_secure_port(listen, tls.credentials())
+    )
     if port == 0:
         raise InvalidArgument(f"could not bind {listen}")
     server.start()
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("enclave serving on %s:%d (data dir %s)", host, port, app.data_dir)
-    return RunningServer(server, port, health_servicer, app)
+    for name, status in layers.items():
+        health_servicer.set(
+            f"enclave.sandbox.{name}",
+            health_pb2.HealthCheckResponse.SERVING
+            if status == "active"
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+    transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
+    log.info("enclave serving %s on %s:%d (data dir %s)", transport, host, port, app.data_dir)
+    return RunningServer(server, port, health_servicer, app, layers)
 
 
 def serve_forever(
     data_dir: Path,
     listen: str,
     *,
-    insecure: bool,
+    insecure: bool = False,
+    tls: TlsConfig | None = None,
     database_url: str | None = None,
     limits: Limits | None = None,
     max_concurrent_jobs: int = 4,
+    max_jobs_per_researcher: int = 16,
+    max_queued_jobs: int = 256,
+    strict: bool = False,
     ready_file: Path | None = None,
     grace: float = 30.0,
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
     app = Enclave(data_dir, database_url)
     running = start_server(
-        app, listen, insecure=insecure, limits=limits, max_concurrent_jobs=max_concurrent_jobs
+        app,
+        listen,
+        insecure=insecure,
+        tls=tls,
+        limits=limits,
+        max_concurrent_jobs=max_concurrent_jobs,
+        max_jobs_per_researcher=max_jobs_per_researcher,
+        max_queued_jobs=max_queued_jobs,
+        strict=strict,
     )
     host, _ = split_listen(listen)
     address = f"{host}:{running.port}"

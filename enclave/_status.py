@@ -40,6 +40,7 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (jobs.RequestConflict, grpc.StatusCode.ALREADY_EXISTS),
     (jobs.JobCancelled, grpc.StatusCode.CANCELLED),
     (jobs.ServiceStopping, grpc.StatusCode.UNAVAILABLE),
+    (jobs.TooManyJobs, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (jobs.JobError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 

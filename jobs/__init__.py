@@ -23,6 +23,7 @@ from ._errors import (
     ScriptFailed,
     ScriptRejected,
     ServiceStopping,
+    TooManyJobs,
     UnknownDataset,
     WallClockLimit,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "ScriptFailed",
     "ScriptRejected",
     "ServiceStopping",
+    "TooManyJobs",
     "Truncation",
     "UnknownDataset",
     "WallClockLimit",

@@ -16,6 +16,8 @@ Tree::
     ├── JobNotFound         no job of that id for this caller
     ├── RequestConflict     a request_id reused with a different job
     ├── JobCancelled        the job was cancelled
+    ├── TooManyJobs         the caller (or the server) has as many jobs queued as allowed
+    ├── SandboxUnavailable  strict mode, and an isolation layer could not be applied
     └── ServiceStopping     the server is draining and takes no new jobs
 
 Only `EvaluationFailed` is raised *after* confidential data was touched, which is
@@ -98,3 +100,18 @@ class JobCancelled(JobError):
 
 class ServiceStopping(JobError):
     """The server is shutting down and accepts no new jobs."""
+
+
+class TooManyJobs(JobError):
+    """The caller, or the whole server, already has as many jobs queued or running as allowed.
+
+    Nothing was queued or charged; ``retry_after_ms`` is a hint for when to try again.
+    """
+
+    def __init__(self, message: str, retry_after_ms: int = 2000) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class SandboxUnavailable(JobError):
+    """In strict mode, a worker could not apply every isolation layer; the script did not run."""

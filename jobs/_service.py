@@ -45,10 +45,11 @@ from ._errors import (
     PlanError,
     ResourceLimit,
     ServiceStopping,
+    TooManyJobs,
     UnknownDataset,
 )
 from ._plan import from_wire, to_wire
-from ._sandbox import Limits, ReleaseRequest, compile_script, run_worker
+from ._sandbox import Isolation, Limits, ReleaseRequest, compile_script, run_worker
 from ._schema import DatasetHandle
 from ._store import JobRecord, JobState, JobStore, ReleaseRecord
 
@@ -106,6 +107,11 @@ class JobService:
             job (enclave passes its single error→status table).
         limits: per-job sandbox limits.
         max_concurrent: jobs running at once; others wait QUEUED.
+        max_active_per_principal: jobs one researcher may have queued or running
+            at once; more are refused (`TooManyJobs`), so that one researcher
+            cannot fill the queue for everyone.
+        max_active: the same bound over all researchers together.
+        isolation: what workers hide and whether every OS layer is required.
     """
 
     def __init__(
@@ -116,12 +122,16 @@ class JobService:
         classify: Classifier,
         limits: Limits | None = None,
         max_concurrent: int = 4,
+        max_active_per_principal: int = 16,
+        max_active: int = 256,
+        isolation: Isolation | None = None,
     ) -> None:
         self._store = store
         self._ledger = ledger
         self._catalog = catalog
         self._classify = classify
         self.limits = limits or Limits()
+        self.isolation = isolation or Isolation()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="enclave-job")
         # Cost previews run a worker too, on the caller's RPC thread: bound them.
         self._previews = threading.BoundedSemaphore(max_concurrent)
@@ -129,6 +139,10 @@ class JobService:
         self._changed = threading.Condition()
         self._version = 0
         self._accepting = True
+        self.max_active_per_principal = max_active_per_principal
+        self.max_active = max_active
+        self._active: dict[str, int] = {}  # jobs queued or running, per principal
+        self._active_lock = threading.Lock()
 
     # --- submission -----------------------------------------------------------------
 
@@ -145,14 +159,53 @@ class JobService:
         compile_script(script)
         self._granted(principal, dataset)
         job_id = uuid.uuid4().hex
-        job, created = self._store.create(
-            job_id, principal, request_id or f"auto-{job_id}", dataset, script
-        )
-        if created:
-            self._cancels[job.id] = threading.Event()
-            self._pool.submit(self._run, job)
-            log.info("job %s queued for %s on %s", job.id, principal, dataset)
+        refusal = self._admit(principal)
+        if refusal is not None:
+            # A replay of a job already accepted is answered whatever the limits now.
+            replayed = self._store.find(principal, request_id) if request_id else None
+            if replayed is None or (replayed.script, replayed.dataset) != (script, dataset):
+                raise refusal
+            return replayed
+        try:
+            job, created = self._store.create(
+                job_id, principal, request_id or f"auto-{job_id}", dataset, script
+            )
+        except BaseException:
+            self._release_slot(principal)
+            raise
+        if not created:  # a replay: the job exists already
+            self._release_slot(principal)
+            return job
+        self._cancels[job.id] = threading.Event()
+        self._pool.submit(self._run, job)
+        log.info("job %s queued for %s on %s", job.id, principal, dataset)
         return job
+
+    def _admit(self, principal: str) -> TooManyJobs | None:
+        """Take a slot for a new job of ``principal``; or the refusal, if none is free."""
+        with self._active_lock:
+            mine, everyone = self._active.get(principal, 0), sum(self._active.values())
+            if mine >= self.max_active_per_principal:
+                return TooManyJobs(
+                    f"you already have {mine} jobs queued or running, the most this server "
+                    f"allows per researcher ({self.max_active_per_principal}); nothing was "
+                    "queued or charged: retry when one has finished"
+                )
+            if everyone >= self.max_active:
+                return TooManyJobs(
+                    f"the server has {everyone} jobs queued or running, the most it allows "
+                    f"({self.max_active}); nothing was queued or charged: retry in a few seconds"
+                )
+            self._active[principal] = mine + 1
+            return None
+
+    def _release_slot(self, principal: str) -> None:
+        with self._active_lock:
+            left = self._active.get(principal, 0) - 1
+            if left > 0:
+                self._active[principal] = left
+            else:
+                self._active.pop(principal, None)
 
     def _granted(self, principal: str, dataset: str) -> DatasetHandle:
         # The grant is checked first and both failures read the same, so that the
@@ -239,6 +292,7 @@ class JobService:
                     self.limits,
                     lambda request: self._release(job, request),
                     cancel,
+                    self.isolation,
                 )
             except JobCancelled:
                 self._store.finish(
@@ -270,6 +324,7 @@ class JobService:
             )
         finally:
             self._cancels.pop(job.id, None)
+            self._release_slot(job.principal)
             self._notify()
 
     def _price(
@@ -409,7 +464,7 @@ class JobService:
             )
             return _compiler.placeholder(priced)
 
-        run_worker(script, dataset, self.limits, on_release, cancel)
+        run_worker(script, dataset, self.limits, on_release, cancel, self.isolation)
         spent: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
         for r in releases:
             eps, delta, rho = spent.get(r.dataset, (Decimal(0), Decimal(0), Decimal(0)))

@@ -198,6 +198,16 @@ class JobStore:
                 ) from None
             return existing, False
 
+    def find(self, principal: str, request_id: str) -> JobRecord | None:
+        """The job ``principal`` submitted with ``request_id``, if any."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(jobs_table.c.id).where(
+                    jobs_table.c.principal == principal, jobs_table.c.request_id == request_id
+                )
+            ).first()
+        return None if row is None else self.get(row.id)
+
     def mark_running(self, job_id: str) -> bool:
         """QUEUED → RUNNING; False if the job is no longer queued (e.g. cancelled)."""
         with self._engine.begin() as conn:

@@ -9,7 +9,13 @@ Layers, outermost first:
 2. **Resource limits** set by the worker on itself before it compiles the
    script (`_worker`): CPU seconds, address space, file size 0, few file
    descriptors, no core dumps; plus a wall-clock kill from the host.
-3. **RestrictedPython ≥ 9.0** (`_restrictions`): the script is compiled with
+3. **OS isolation** the worker applies to itself before compiling the script
+   (`_isolation`): a new network namespace, a private mount namespace hiding
+   the server's data directory, and a seccomp filter refusing sockets, new
+   programs and processes, signals to other processes and file writes. Each
+   reports whether it is active on this host (`probe_isolation`); in strict
+   mode a job whose worker lacks one fails before the script runs.
+4. **RestrictedPython ≥ 9.0** (`_restrictions`): the script is compiled with
    RestrictedPython's policy (no imports, no ``_``-names, guarded attribute and
    item access) and executed with a minimal builtins table and the job API
    facades as its only globals.
@@ -25,13 +31,26 @@ Rejected alternatives:
 * *Reusing workers across jobs*: state could survive between jobs (a state
   channel). Pre-warming from a clean template is left to the performance issue.
 
-What is not here yet (TODO(#5)): seccomp, network namespaces, per-job uid. The
-worker has the server's privileges minus the rlimits above; the data it could
-reach by escaping both RestrictedPython *and* finding a path to the filesystem is
-the reason those layers are the next issue.
+What is not here yet: a seccomp *allow*-list (the filter is a deny-list) and a
+per-job uid. docs/security.md says which layers are active and what each stops.
 """
 
 from ._restrictions import compile_script
-from ._runner import Limits, ReleaseRequest, WorkerOutcome, run_worker
+from ._runner import (
+    Isolation,
+    Limits,
+    ReleaseRequest,
+    WorkerOutcome,
+    probe_isolation,
+    run_worker,
+)
 
-__all__ = ["Limits", "ReleaseRequest", "WorkerOutcome", "compile_script", "run_worker"]
+__all__ = [
+    "Isolation",
+    "Limits",
+    "ReleaseRequest",
+    "WorkerOutcome",
+    "compile_script",
+    "probe_isolation",
+    "run_worker",
+]

@@ -20,6 +20,7 @@ from .._errors import (
     PlanError,
     ResourceLimit,
     ResultRejected,
+    SandboxUnavailable,
     ScriptFailed,
     ScriptRejected,
     WallClockLimit,
@@ -67,7 +68,20 @@ _FAILURE_KINDS: dict[str, Callable[[str], JobError]] = {
     "ResultRejected": ResultRejected,
     "ScriptFailed": ScriptFailed,
     "MemoryError": lambda _m: ResourceLimit("the job exceeded its memory limit"),
+    "SandboxUnavailable": SandboxUnavailable,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """How workers isolate themselves (see `jobs._sandbox._isolation`).
+
+    ``hide`` is the directory workers must not see (the server's data dir);
+    with ``strict``, a job whose worker could not apply every layer fails.
+    """
+
+    hide: str | None = None
+    strict: bool = False
 
 
 class _Watchdog(threading.Thread):
@@ -102,6 +116,7 @@ def run_worker(
     limits: Limits,
     on_release: Callable[[ReleaseRequest], Any],
     cancel: threading.Event | None = None,
+    isolation: Isolation | None = None,
 ) -> WorkerOutcome:
     """Run ``script`` in a fresh worker process; serve releases with ``on_release``.
 
@@ -113,23 +128,15 @@ def run_worker(
         Exception: whatever ``on_release`` raised.
     """
     cancel = cancel or threading.Event()
+    isolation = isolation or Isolation()
     with tempfile.TemporaryDirectory(prefix="enclave-job-") as workdir:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "jobs._sandbox._worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={},
-            cwd=workdir,
-            close_fds=True,
-            start_new_session=True,
-        )
+        proc = _spawn(workdir)
         assert proc.stdin is not None
         assert proc.stdout is not None
         watchdog = _Watchdog(proc, limits.wall_seconds, cancel)
         watchdog.start()
         try:
-            return _converse(proc, script, dataset, limits, on_release, watchdog)
+            return _converse(proc, script, dataset, limits, on_release, watchdog, isolation)
         finally:
             watchdog.finished.set()
             _kill(proc)
@@ -141,6 +148,62 @@ def run_worker(
             proc.stdout.close()
 
 
+def probe_isolation(
+    isolation: Isolation | None = None, *, port: int = 9, secret: str | None = None
+) -> dict[str, Any]:
+    """Start a worker that applies every layer and tests what it could still do.
+
+    Args:
+        isolation: as jobs get it.
+        port: a loopback port the worker tries to connect to.
+        secret: a file (under the hidden directory) the worker tries to read.
+
+    Returns:
+        ``{"layers": {name: "active" | "unavailable: why"}, "checks": {what: could}}``
+        where ``checks`` say whether the worker could still connect to ``port``,
+        read ``secret``, create a file, or fork.
+    """
+    isolation = isolation or Isolation()
+    with tempfile.TemporaryDirectory(prefix="enclave-probe-") as workdir:
+        proc = _spawn(workdir)
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            send(
+                proc.stdin,
+                {
+                    "probe": True,
+                    "hide": isolation.hide,
+                    "limits": asdict(Limits()),
+                    "port": port,
+                    "secret": secret,
+                },
+            )
+            reply = recv(proc.stdout)
+        finally:
+            _kill(proc)
+            proc.wait()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            proc.stdout.close()
+    if not isinstance(reply, dict) or reply.get("op") != "probe":
+        raise ProtocolError("the probe worker did not answer")
+    return {"layers": reply["layers"], "checks": reply["checks"]}
+
+
+def _spawn(workdir: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-m", "jobs._sandbox._worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={},
+        cwd=workdir,
+        close_fds=True,
+        start_new_session=True,
+    )
+
+
 def _converse(
     proc: subprocess.Popen[bytes],
     script: str,
@@ -148,12 +211,22 @@ def _converse(
     limits: Limits,
     on_release: Callable[[ReleaseRequest], Any],
     watchdog: _Watchdog,
+    isolation: Isolation,
 ) -> WorkerOutcome:
     assert proc.stdin is not None
     assert proc.stdout is not None
     released = 0
     try:
-        send(proc.stdin, {"script": script, "dataset": dataset, "limits": asdict(limits)})
+        send(
+            proc.stdin,
+            {
+                "script": script,
+                "dataset": dataset,
+                "limits": asdict(limits),
+                "hide": isolation.hide,
+                "strict": isolation.strict,
+            },
+        )
         while True:
             message = recv(proc.stdout)
             if not isinstance(message, dict):

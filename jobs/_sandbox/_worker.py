@@ -16,6 +16,7 @@ from typing import IO, Any
 from .._api import make_namespace, result_to_json
 from .._errors import PlanError, ResultRejected, ScriptRejected
 from .._plan import Query, to_wire
+from ._isolation import apply as isolate
 from ._protocol import recv, send
 from ._restrictions import OUTPUT_KEY, compile_script, restricted_globals
 
@@ -34,9 +35,59 @@ def _number_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _self_check(port: int, secret: str | None) -> dict[str, bool]:
+    """What an escaped script could still do here (True: it could).
+
+    Plain Python, as code that escaped RestrictedPython would run: connect to
+    ``port`` on the loopback, read the file ``secret``, create a file, fork.
+    """
+    import socket
+
+    checks: dict[str, bool] = {}
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            pass
+        checks["connect"] = True
+    except OSError as err:
+        # Refused means the loopback is up: a server on it would have been reached.
+        checks["connect"] = isinstance(err, ConnectionRefusedError)
+    if secret is not None:
+        try:
+            with open(secret, "rb") as fh:
+                fh.read(1)
+            checks["read data"] = True
+        except OSError:
+            checks["read data"] = False
+    try:
+        fd = os.open("probe.tmp", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        checks["create file"] = True
+    except OSError:
+        checks["create file"] = False
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        checks["fork"] = True
+    except OSError:
+        checks["fork"] = False
+    return checks
+
+
 def _run(inp: IO[bytes], out: IO[bytes]) -> None:
     start = recv(inp)
     _apply_limits(start["limits"])
+    layers = isolate(start.get("hide"))
+    if start.get("probe"):
+        checks = _self_check(int(start.get("port") or 9), start.get("secret"))
+        send(out, {"op": "probe", "layers": layers, "checks": checks})
+        return
+    missing = [name for name, status in layers.items() if status != "active"]
+    if start.get("strict") and missing:
+        message = f"sandbox layer(s) unavailable in strict mode: {', '.join(missing)}"
+        send(out, {"op": "failed", "kind": "SandboxUnavailable", "message": message})
+        return
     try:
         code = compile_script(start["script"])
     except ScriptRejected as err:

@@ -206,7 +206,16 @@ def _replicas(
     running = []
     try:
         for app in apps:
-            running.append(start_server(app, "127.0.0.1:0", insecure=True, max_concurrent_jobs=16))
+            # One researcher races all 64 submissions: allow them all to queue.
+            running.append(
+                start_server(
+                    app,
+                    "127.0.0.1:0",
+                    insecure=True,
+                    max_concurrent_jobs=16,
+                    max_jobs_per_researcher=64,
+                )
+            )
         addresses = [f"127.0.0.1:{r.port}" for r in running]
         with Client(addresses[0], admin) as c:
             provider = c.create_principal("prov", "provider")

@@ -27,7 +27,10 @@ def served(database_url: str, tmp_path: Path, dataset_files) -> Iterator[tuple[s
 
     app = Enclave(tmp_path / "data", database_url=database_url)
     _admin, admin_token = app.principals.create("root", "admin", created_by="test")
-    running = start_server(app, "127.0.0.1:0", insecure=True, max_concurrent_jobs=4)
+    # One researcher submits 64 jobs at once: allow them all to queue.
+    running = start_server(
+        app, "127.0.0.1:0", insecure=True, max_concurrent_jobs=4, max_jobs_per_researcher=64
+    )
     address = f"127.0.0.1:{running.port}"
     data, schema = dataset_files
     with Client(address, admin_token) as admin:
