@@ -46,6 +46,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -561,6 +562,20 @@ class Ledger:
         # The leader's connection, kept between batches: a checkout from the pool
         # costs a round trip (PostgreSQL's pre-ping), as much as a statement.
         self._writer: Connection | None = None
+        self._pid = os.getpid()
+        self._inherited: list[Connection] = []
+
+    def _after_fork(self) -> None:
+        """In a forked child: a queue of its own, and never the parent's connection.
+
+        The parent's connection is kept (not closed: closing it would end the
+        parent's database session) and never used here.
+        """
+        self._queue, self._queue_lock, self._leading = [], threading.Lock(), False
+        if self._writer is not None:
+            self._inherited.append(self._writer)
+        self._writer = None
+        self._pid = os.getpid()
 
     def close(self) -> None:
         """Return the debit connection to the pool (before ``engine.dispose()``)."""
@@ -824,6 +839,8 @@ class Ledger:
             raise InvalidAmount("a debit charges a positive epsilon or rho")
         delta_amount = parse_delta(delta)
         mine = _Pending(principal, dataset, amount, delta_amount, rho_amount, job_id, release_index)
+        if os.getpid() != self._pid:
+            self._after_fork()
         with self._queue_lock:
             self._queue.append(mine)
             lead = not self._leading
@@ -922,7 +939,13 @@ class Ledger:
             self._drop_connection()
             raise _Stale() from err
         with transaction:
-            policies: dict[str, list[Any]] = {batch[0].dataset: row}
+            # On SQLite, BEGIN IMMEDIATE took the write lock before the join read the
+            # policy row, so it is current. On PostgreSQL a statement that waited for
+            # the head lock re-reads only the locked row: a policy committed while it
+            # waited would be missed, so policies are read after the lock there.
+            policies: dict[str, list[Any]] = {}
+            if sql.combined is None:
+                policies[batch[0].dataset] = row
             chain = [head_seq, head_hash]  # the head as this transaction extends it
             for d in batch:
                 if d.dataset not in policies:
@@ -939,6 +962,7 @@ class Ledger:
                 except BudgetError as refused:
                     if refreshing:
                         _driver(conn, "ROLLBACK TO SAVEPOINT debit")
+                        _driver(conn, "RELEASE SAVEPOINT debit")  # savepoints never nest
                     outcomes.append(refused)
                     continue
                 if refreshing:
@@ -1092,7 +1116,9 @@ class Ledger:
                     measure,
                     refreshes_at=refreshes_at if measure in life_caps else None,
                 )
-        raise RuntimeError("grant debit refused without a cap exceeded")  # pragma: no cover
+        # The grant changed between the charge and this look (a re-grant raised its
+        # cap): retry the batch rather than fail it.
+        raise _HeadMoved
 
     @staticmethod
     def _refuse_dataset(conn: Connection, d: _Pending) -> None:
