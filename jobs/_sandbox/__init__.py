@@ -2,7 +2,9 @@
 
 Layers, outermost first:
 
-1. **A fresh worker process per job** (`_runner`): ``python -I`` with an empty
+1. **A fresh worker process per job** (`_runner`): forked from a template
+   process (`_template`) that imported the job API once and never runs
+   researcher code (a new ``python -I`` where no template runs), with an empty
    environment, a private empty working directory, only its two pipe ends open,
    stdout/stderr of the script discarded. The process never opens a dataset: it
    builds plan *descriptions* and asks the host to release them (invariant 5).
@@ -29,7 +31,7 @@ Rejected alternatives:
   memory (open datasets, tokens, DB connections). A fresh interpreter inherits
   nothing.
 * *Reusing workers across jobs*: state could survive between jobs (a state
-  channel). Pre-warming from a clean template is left to the performance issue.
+  channel). Each worker is forked from the template, never from another worker.
 
 What is not here yet: a seccomp *allow*-list (the filter is a deny-list) and a
 per-job uid. docs/security.md says which layers are active and what each stops.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import IO, Any
 
 from .._errors import (
     JobCancelled,
@@ -87,7 +88,7 @@ class Isolation:
 class _Watchdog(threading.Thread):
     """Kills the worker at the wall-clock limit or on cancellation."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], wall: float, cancel: threading.Event):
+    def __init__(self, proc: _Worker, wall: float, cancel: threading.Event):
         super().__init__(daemon=True)
         self.proc, self.deadline, self.cancel = proc, time.monotonic() + wall, cancel
         self.finished = threading.Event()
@@ -105,9 +106,15 @@ class _Watchdog(threading.Thread):
             return
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def _kill(proc: _Worker) -> None:
+    if isinstance(proc, _Forked) and proc.returncode is not None:
+        return  # reaped by the template: its pid may already be another process's
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        # A forked worker killed before its setsid() is not a group leader yet.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
 
 
 def run_worker(
@@ -191,7 +198,172 @@ def probe_isolation(
     return {"layers": reply["layers"], "checks": reply["checks"]}
 
 
-def _spawn(workdir: str) -> subprocess.Popen[bytes]:
+class _Forked:
+    """A worker forked by the template: the parts of ``Popen`` the runner uses."""
+
+    def __init__(self, server: _ForkServer, pid: int, stdin: IO[bytes], stdout: IO[bytes]):
+        self._server = server
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+
+    @property
+    def returncode(self) -> int | None:
+        return self._server.status(self.pid)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._server.wait(self.pid, timeout)
+        return self.returncode
+
+
+class _ForkServer:
+    """The host's end of the template process (`jobs._sandbox._template`).
+
+    One per server process, started on first use. A reader thread dispatches
+    the template's replies (a fork's pid) and notices (a child's exit status).
+    If the template dies, every worker it forked is reported killed and the
+    next job starts a new template.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-m", "jobs._sandbox._template", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={},
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Any] = {}
+        self._status: dict[int, int] = {}
+        self._exited: dict[int, threading.Event] = {}
+        self.alive = True
+        threading.Thread(target=self._read, name="enclave-template", daemon=True).start()
+
+    def _read(self) -> None:
+        import json
+
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            message = json.loads(data)
+            with self._lock:
+                if "exit" in message:
+                    pid = int(message["exit"])
+                    self._status[pid] = int(message["status"])
+                    self._exited.setdefault(pid, threading.Event()).set()
+                else:
+                    if "pid" in message:
+                        # A new child: its pid may be an earlier child's, reused.
+                        pid = int(message["pid"])
+                        self._status.pop(pid, None)
+                        self._exited[pid] = threading.Event()
+                    waiter = self._pending.pop(int(message["id"]), None)
+                    if waiter is not None:
+                        waiter.append(message)
+                        waiter[0].set()
+        with self._lock:  # the template is gone: so are its children
+            self.alive = False
+            for pid, event in self._exited.items():
+                if not event.is_set():
+                    self._status.setdefault(pid, -signal.SIGKILL)
+                    event.set()
+            for waiter in self._pending.values():
+                waiter[0].set()
+            self._pending.clear()
+
+    def spawn(self, workdir: str) -> _Forked:
+        """Fork a worker working in ``workdir``, on two new pipes."""
+        import json
+        import socket
+
+        child_in, host_in = os.pipe()
+        host_out, child_out = os.pipe()
+        waiter: list[Any] = [threading.Event()]
+        try:
+            with self._lock:
+                if not self.alive:
+                    raise OSError("the template process is gone")
+                request_id = next(self._ids)
+                self._pending[request_id] = waiter
+            payload = json.dumps({"id": request_id, "workdir": workdir}).encode()
+            socket.send_fds(self._sock, [payload], [child_in, child_out])
+        except BaseException:
+            for fd in (child_in, host_in, host_out, child_out):
+                os.close(fd)
+            raise
+        os.close(child_in)
+        os.close(child_out)
+        if not waiter[0].wait(10) or len(waiter) < 2 or "pid" not in waiter[1]:
+            os.close(host_in)
+            os.close(host_out)
+            raise OSError("the template process did not fork a worker")
+        return _Forked(
+            self, int(waiter[1]["pid"]), os.fdopen(host_in, "wb"), os.fdopen(host_out, "rb")
+        )
+
+    def status(self, pid: int) -> int | None:
+        with self._lock:
+            return self._status.get(pid)
+
+    def wait(self, pid: int, timeout: float | None = None) -> None:
+        """Until the child ``pid`` has exited; may be called any number of times.
+
+        Its status is kept until the template forks another child with the same pid.
+        """
+        with self._lock:
+            if pid in self._status:
+                return
+            event = self._exited.setdefault(pid, threading.Event())
+        event.wait(timeout)
+
+    def close(self) -> None:
+        self._sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait()
+
+
+_Worker = subprocess.Popen[bytes] | _Forked
+
+_template_lock = threading.Lock()
+_template: _ForkServer | None = None
+
+
+def _fork_server() -> _ForkServer | None:
+    """The template, started on first use (None where it cannot run)."""
+    global _template
+    with _template_lock:
+        if _template is None or not _template.alive:
+            try:
+                _template = _ForkServer()
+            except OSError:
+                _template = None
+        return _template
+
+
+def _spawn(workdir: str) -> _Worker:
+    """A fresh worker: forked from the template, or a new interpreter if none runs."""
+    if os.environ.get("ENCLAVE_NO_TEMPLATE") != "1":
+        server = _fork_server()
+        if server is not None:
+            try:
+                return server.spawn(workdir)
+            except OSError:
+                pass  # a template that just died: fall back, the next job starts another
     return subprocess.Popen(
         [sys.executable, "-I", "-m", "jobs._sandbox._worker"],
         stdin=subprocess.PIPE,
@@ -205,7 +377,7 @@ def _spawn(workdir: str) -> subprocess.Popen[bytes]:
 
 
 def _converse(
-    proc: subprocess.Popen[bytes],
+    proc: _Worker,
     script: str,
     dataset: str,
     limits: Limits,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -85,21 +86,36 @@ def run(script: str, limits: Limits = LIMITS, **kw: Any) -> tuple[WorkerOutcome,
 
 
 def worker_pids() -> list[int]:
-    """Pids of this process's live sandbox workers, read from /proc."""
-    me, found = os.getpid(), []
+    """Pids of this process's live sandbox workers, read from /proc.
+
+    A worker is a child of this process running ``jobs._sandbox._worker``, or a
+    child of this process's template (``jobs._sandbox._template``), which forks them.
+    """
+    me = os.getpid()
+    procs: dict[int, tuple[int, bytes, str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                tail = fh.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 cmdline = fh.read()
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == me and b"jobs._sandbox._worker" in cmdline:
-            found.append(int(entry))
-    return found
+        procs[int(entry)] = (int(tail[1]), cmdline, tail[0])
+    templates = {
+        pid for pid, (ppid, cmd, _s) in procs.items() if ppid == me and b"_template" in cmd
+    }
+    return [
+        pid
+        for pid, (ppid, cmd, state) in procs.items()
+        if state != "Z"
+        and (
+            (ppid == me and b"jobs._sandbox._worker" in cmd)
+            or (ppid in templates and b"_template" in cmd)
+        )
+    ]
 
 
 # --- the normal path ----------------------------------------------------------------
@@ -537,6 +553,8 @@ def _run_fake_worker(
     launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I "{script}"\n')
     launcher.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(launcher))
+    # The fake replaces the interpreter a worker is started with, not the template's fork.
+    monkeypatch.setenv("ENCLAVE_NO_TEMPLATE", "1")
     return run_worker("result['x'] = 1", "ds", limits, Host())
 
 
@@ -617,3 +635,30 @@ def test_print_inside_functions_is_captured_in_order() -> None:
     )
     assert outcome.printed == "in show 1\ntop\n"
     assert outcome.result["seen"] == "in show 1\ntop\n"
+
+
+# --- the template ---------------------------------------------------------------------
+
+
+def test_each_job_is_a_new_child_of_the_template_which_survives_its_own_death() -> None:
+    from jobs._sandbox import _runner
+
+    seen: list[int] = []
+
+    def note(_request: ReleaseRequest) -> None:
+        seen.extend(worker_pids())
+
+    script = 'result["n"] = release(dataset().count(), epsilon=1)'
+    for _ in range(3):
+        run(script, host=Host(hook=note))
+    server = _runner._fork_server()
+    assert server is not None and server.alive
+    assert len(seen) == 3 and len(set(seen)) == 3  # a fresh process every time
+    assert server._proc.pid not in seen  # the template itself never runs a script
+    os.killpg(server._proc.pid, signal.SIGKILL)  # the template dies
+    server._proc.wait()
+    deadline = time.monotonic() + 5
+    while server.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run('result["x"] = 1')[0].result == {"x": 1}  # a new template takes over
+    assert _runner._fork_server() is not server
