@@ -17,7 +17,7 @@ from .._api import make_namespace, result_to_json
 from .._errors import PlanError, ResultRejected, ScriptRejected
 from .._plan import Query, to_wire
 from ._isolation import apply as isolate
-from ._protocol import recv, send
+from ._protocol import ProtocolError, recv, send
 from ._restrictions import OUTPUT_KEY, compile_script, restricted_globals
 
 
@@ -138,7 +138,14 @@ def _run(inp: IO[bytes], out: IO[bytes]) -> None:
     printed = env[OUTPUT_KEY]()
     if len(printed.encode()) > max_printed:
         printed = printed.encode()[:max_printed].decode(errors="ignore") + "\n[output truncated]"
-    send(out, {"op": "done", "result": result, "printed": printed})
+    try:
+        send(out, {"op": "done", "result": result, "printed": printed})
+    except (ProtocolError, ValueError):  # over 16 MiB, or an int too long for JSON
+        message = (
+            "the result cannot be sent: it is larger than the 16 MiB message limit or holds "
+            "a number with more than 4,300 digits"
+        )
+        send(out, {"op": "failed", "kind": "ResultRejected", "message": message})
 
 
 def main() -> None:
