@@ -28,3 +28,15 @@ def test_release_path_benchmark_runs_at_tiny_size() -> None:
     assert done.returncode == 0, done.stderr
     assert "group_by(department)" in done.stdout
     assert "3-release job" in done.stdout
+
+
+def test_sandbox_overhead_benchmark_runs_at_tiny_size() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "sandbox_overhead.py"), "--jobs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "job forked from the template" in done.stdout
+    assert "layer seccomp" in done.stdout
