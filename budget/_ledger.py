@@ -381,28 +381,26 @@ class _DebitStatements:
 
     def __init__(self, dialect: Any) -> None:
         g, b = grants.c, dataset_budgets.c
-        #: The chain head, locked, with the dataset's policy row (absent: no policy).
-        self.head = Prepared(
-            select(
-                ledger_head.c.seq,
-                ledger_head.c.hash,
-                b.refresh,
-                *(b[f"lifetime_{m}_cap_q"] for m, _q in _MEASURES),
-                *(b[f"researcher_{m}_cap_q"] for m, _q in _MEASURES),
-            )
-            .select_from(ledger_head.outerjoin(dataset_budgets, b.dataset == bindparam("dataset")))
-            .where(ledger_head.c.id == 1)
-            .with_for_update(of=ledger_head),
-            dialect,
+        policy_columns = (
+            b.refresh,
+            *(b[f"lifetime_{m}_cap_q"] for m, _q in _MEASURES),
+            *(b[f"researcher_{m}_cap_q"] for m, _q in _MEASURES),
         )
-        #: The policy row of another dataset of the same batch.
+        #: The chain head, locked. On SQLite also the first dataset's policy row
+        #: (NULLs: no policy): BEGIN IMMEDIATE took the write lock before this read,
+        #: so the row is current. On PostgreSQL a statement that waited for the head
+        #: lock re-reads only the locked row, so policies are read after it.
+        head = select(ledger_head.c.seq, ledger_head.c.hash)
+        if dialect.name == "sqlite":
+            head = head.add_columns(*policy_columns).select_from(
+                ledger_head.outerjoin(dataset_budgets, b.dataset == bindparam("dataset"))
+            )
+        self.head = Prepared(
+            head.where(ledger_head.c.id == 1).with_for_update(of=ledger_head), dialect
+        )
+        #: A dataset's policy row, when the head statement did not bring it.
         self.policy = Prepared(
-            select(
-                b.refresh,
-                *(b[f"lifetime_{m}_cap_q"] for m, _q in _MEASURES),
-                *(b[f"researcher_{m}_cap_q"] for m, _q in _MEASURES),
-            ).where(b.dataset == bindparam("dataset")),
-            dialect,
+            select(*policy_columns).where(b.dataset == bindparam("dataset")), dialect
         )
         mine = and_(
             g.dataset == bindparam("dataset"),
@@ -939,18 +937,15 @@ class Ledger:
             self._drop_connection()
             raise _Stale() from err
         with transaction:
-            # On SQLite, BEGIN IMMEDIATE took the write lock before the join read the
-            # policy row, so it is current. On PostgreSQL a statement that waited for
-            # the head lock re-reads only the locked row: a policy committed while it
-            # waited would be missed, so policies are read after the lock there.
-            policies: dict[str, list[Any]] = {}
-            if sql.combined is None:
-                policies[batch[0].dataset] = row
+            # The first dataset's policy row, where the head statement brought it.
+            policies: dict[str, list[Any]] = {batch[0].dataset: row} if row else {}
             chain = [head_seq, head_hash]  # the head as this transaction extends it
             for d in batch:
                 if d.dataset not in policies:
                     found = sql.policy.run(conn, dataset=d.dataset).fetchone()
-                    policies[d.dataset] = list(found) if found else [None] * (1 + 2 * 3)
+                    policies[d.dataset] = (
+                        list(found) if found else [None] * (1 + 2 * len(_MEASURES))
+                    )
                 refresh, *caps = policies[d.dataset]
                 # Where budgets refresh, the charge may first start a new period: a
                 # savepoint lets a refusal undo that too, so it leaves no trace.

@@ -267,8 +267,6 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         if version is None:
             return entry
         policy = version.policy
-        if policy.allowed_columns is None and policy.bounds is None:
-            return entry
         handle = DatasetHandle(entry.name, entry.schema, entry.path)
         view = handle.restricted(policy.allowed_columns, policy.bounds)
         return dataclasses.replace(entry, schema=view.schema)

@@ -400,6 +400,8 @@ class DatasetHandle:
                 column, bounds that are not inside the declared ones, or
                 fractional bounds on an int column.
         """
+        if allowed_columns is None and bounds is None:
+            return self  # no column rules: the dataset as registered
         schema = self.schema
         known = set(schema.names)
         named = [*(allowed_columns or ()), *(name for name, _lo, _hi in bounds or ())]

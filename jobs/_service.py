@@ -379,9 +379,7 @@ class JobService:
         if version is None:
             return handle, None
         policy = version.policy
-        if policy.allowed_columns is not None or policy.bounds is not None:
-            handle = handle.restricted(policy.allowed_columns, policy.bounds)
-        return handle, policy
+        return handle.restricted(policy.allowed_columns, policy.bounds), policy
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
         priced, policy = self._price(job.principal, request)

@@ -106,6 +106,17 @@ class _Watchdog(threading.Thread):
             return
 
 
+def _end(proc: _Worker) -> None:
+    """Kill the worker (if still there), reap it and close the host's pipe ends."""
+    _kill(proc)
+    proc.wait()
+    # A reply may still sit in stdin's buffer if the worker died mid-release;
+    # flushing it into the dead pipe must not mask the real outcome.
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+
+
 def _kill(proc: _Worker) -> None:
     if isinstance(proc, _Forked) and proc.returncode is not None:
         return  # reaped by the template: its pid may already be another process's
@@ -146,13 +157,7 @@ def run_worker(
             return _converse(proc, script, dataset, limits, on_release, watchdog, isolation)
         finally:
             watchdog.finished.set()
-            _kill(proc)
-            proc.wait()
-            # A reply may still sit in stdin's buffer if the worker died mid-release;
-            # flushing it into the dead pipe must not mask the real outcome.
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            proc.stdout.close()
+            _end(proc)
 
 
 def probe_isolation(
@@ -188,11 +193,7 @@ def probe_isolation(
             )
             reply = recv(proc.stdout)
         finally:
-            _kill(proc)
-            proc.wait()
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            proc.stdout.close()
+            _end(proc)
     if not isinstance(reply, dict) or reply.get("op") != "probe":
         raise ProtocolError("the probe worker did not answer")
     return {"layers": reply["layers"], "checks": reply["checks"]}
