@@ -173,7 +173,8 @@ def probe_isolation(
     Returns:
         ``{"layers": {name: "active" | "unavailable: why"}, "checks": {what: could}}``
         where ``checks`` say whether the worker could still connect to ``port``,
-        read ``secret``, create a file, or fork.
+        read ``secret``, create a file, fork, read this process's memory through
+        ``/proc`` or signal it.
     """
     isolation = isolation or Isolation()
     with tempfile.TemporaryDirectory(prefix="enclave-probe-") as workdir:
@@ -189,6 +190,7 @@ def probe_isolation(
                     "limits": asdict(Limits()),
                     "port": port,
                     "secret": secret,
+                    "host": os.getpid(),
                 },
             )
             reply = recv(proc.stdout)

@@ -27,11 +27,8 @@ import signal
 import socket
 import sys
 
-# Everything a worker needs, imported once here, before any fork.
+# Everything a worker needs (the seccomp binding included), imported once here.
 from . import _worker
-
-with contextlib.suppress(Exception):  # the seccomp binding, where this host has one
-    import pyseccomp  # noqa: F401
 
 
 def _child(control: socket.socket, fds: list[int], workdir: str) -> None:

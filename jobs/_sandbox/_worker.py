@@ -8,8 +8,10 @@ tokens, an empty environment.
 
 from __future__ import annotations
 
+import encodings.idna  # noqa: F401  (socket's name lookup; see below)
 import os
 import resource
+import socket  # for the probe's self-check: imports are impossible once isolated
 import sys
 from typing import IO, Any
 
@@ -35,14 +37,13 @@ def _number_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _self_check(port: int, secret: str | None) -> dict[str, bool]:
+def _self_check(port: int, secret: str | None, host: int | None) -> dict[str, bool]:
     """What an escaped script could still do here (True: it could).
 
     Plain Python, as code that escaped RestrictedPython would run: connect to
-    ``port`` on the loopback, read the file ``secret``, create a file, fork.
+    ``port`` on the loopback, read the file ``secret``, create a file, fork,
+    read the memory of process ``host`` (the server) and signal it.
     """
-    import socket
-
     checks: dict[str, bool] = {}
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -72,7 +73,35 @@ def _self_check(port: int, secret: str | None) -> dict[str, bool]:
         checks["fork"] = True
     except OSError:
         checks["fork"] = False
+    if host is not None:
+        checks["read server memory"] = _read_memory(host)
+        try:
+            os.kill(host, 0)
+            checks["signal server"] = True
+        except OSError:
+            checks["signal server"] = False
     return checks
+
+
+def _read_memory(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as fh:
+            regions = [line.split()[:2] for line in fh]
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        for span, perms in regions:
+            if perms.startswith("rw"):
+                start, end = (int(x, 16) for x in span.split("-"))
+                try:
+                    if os.pread(fd, min(end - start, 4096), start):
+                        return True
+                except OSError:
+                    continue
+        return False
+    finally:
+        os.close(fd)
 
 
 def _run(inp: IO[bytes], out: IO[bytes]) -> None:
@@ -80,7 +109,10 @@ def _run(inp: IO[bytes], out: IO[bytes]) -> None:
     _apply_limits(start["limits"])
     layers = isolate(start.get("hide"))
     if start.get("probe"):
-        checks = _self_check(int(start.get("port") or 9), start.get("secret"))
+        host = start.get("host")
+        checks = _self_check(
+            int(start.get("port") or 9), start.get("secret"), None if host is None else int(host)
+        )
         send(out, {"op": "probe", "layers": layers, "checks": checks})
         return
     missing = [name for name, status in layers.items() if status != "active"]

@@ -9,16 +9,23 @@ last test says so, so that a host that silently lost one is noticed).
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import socket
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jobs import Limits
 from jobs._errors import SandboxUnavailable
 from jobs._sandbox import Isolation, probe_isolation, run_worker
+from jobs._sandbox import _isolation as isolation
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux isolation layers")
 
@@ -63,6 +70,9 @@ def test_escaped_code_reaches_nothing_where_the_layers_are_active(
         assert could["read data"] is False
     if layers["seccomp"] == "active":
         assert could["create file"] is False and could["fork"] is False
+        assert could["signal server"] is False
+    if "active" in (layers["filesystem"], layers["seccomp"]):
+        assert could["read server memory"] is False
     assert secret.read_text() == "confidential"  # the host still sees its data
 
 
@@ -70,8 +80,6 @@ def test_without_the_layers_the_same_code_would_succeed(
     tmp_path: Path, listener: tuple[int, threading.Event]
 ) -> None:
     """The control: the probe's attempts are real ones, not attempts bound to fail."""
-    import os
-
     port, reached = listener
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
@@ -95,3 +103,110 @@ def test_strict_mode_refuses_to_run_a_script_without_every_layer(tmp_path: Path)
     relaxed = Isolation(hide=str(tmp_path / "missing"), strict=False)
     done = run_worker('result["x"] = 1', "stays", Limits(), lambda r: None, None, relaxed)
     assert done.result == {"x": 1}
+
+
+def _in_child(layer: Callable[[], str], attempts: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork; in the child apply one layer, then report its status and ``attempts()``."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read)
+            report = {"status": layer()}
+            report.update(attempts())
+            os.write(write, json.dumps(report).encode())
+        except BaseException as err:
+            os.write(write, json.dumps({"error": repr(err)}).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    report = dict(json.loads(data))
+    assert "error" not in report, report["error"]
+    return report
+
+
+def _could(action: Callable[[], object]) -> bool:
+    try:
+        action()
+    except (OSError, ValueError):  # setrlimit reports EPERM as ValueError
+        return False
+    return True
+
+
+def _read_memory_of(pid: int) -> bool:
+    """Read a writable page of ``pid`` through /proc, as an escaped worker would."""
+    with open(f"/proc/{pid}/maps") as fh:
+        spans = [line.split()[0] for line in fh if line.split()[1].startswith("rw")]
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    try:
+        start = int(spans[0].split("-")[0], 16)
+        return bool(os.pread(fd, 16, start))
+    finally:
+        os.close(fd)
+
+
+def test_the_filesystem_layer_alone_hides_data_and_the_server_memory(tmp_path: Path) -> None:
+    """On a host without seccomp, the mount namespace still keeps data and /proc out."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "rows.parquet").write_text("confidential")
+    host = os.getpid()
+    assert _read_memory_of(host)  # the control: the host itself can
+
+    def attempts() -> dict[str, Any]:
+        return {
+            "read data": _could(lambda: (data_dir / "rows.parquet").read_text()),
+            "list data": _could(lambda: os.listdir(data_dir)) and bool(os.listdir(data_dir)),
+            "read server memory": _could(lambda: _read_memory_of(host)),
+            "uid": os.geteuid(),
+        }
+
+    report = _in_child(lambda: isolation.hide_directory(str(data_dir)), attempts)
+    assert report["status"] == "active", report
+    assert report["read data"] is False
+    assert report["list data"] is False
+    assert report["read server memory"] is False
+    if os.geteuid() == 0:
+        assert report["uid"] == isolation.UNPRIVILEGED  # root's files are out of reach too
+
+
+def test_the_seccomp_allow_list_refuses_everything_it_does_not_name(tmp_path: Path) -> None:
+    readable = tmp_path / "public.txt"
+    readable.write_text("anyone may read this")
+    host = os.getpid()
+
+    def attempts() -> dict[str, Any]:
+        return {
+            "open a file": _could(lambda: readable.read_text()),
+            "stat a path": _could(lambda: os.stat(readable)),
+            "make a pipe": _could(lambda: [os.close(fd) for fd in os.pipe()]),
+            "make a socket": _could(lambda: socket.socket().close()),
+            "signal the server": _could(lambda: os.kill(host, 0)),
+            # Even setting one to its current value (no privilege needed) is refused.
+            "change a limit": _could(
+                lambda: resource.setrlimit(
+                    resource.RLIMIT_CORE, resource.getrlimit(resource.RLIMIT_CORE)
+                )
+            ),
+            "read a limit": _could(lambda: resource.getrlimit(resource.RLIMIT_NOFILE)),
+            "fstat its own pipe": _could(lambda: os.fstat(1)),
+            "read the clock": _could(time.time),
+        }
+
+    assert all(attempts().values())  # the control: each attempt works without the filter
+    report = _in_child(isolation.install_seccomp, attempts)
+    assert report.pop("status") == "active"
+    assert report == {
+        "open a file": False,
+        "stat a path": False,
+        "make a pipe": False,
+        "make a socket": False,
+        "signal the server": False,
+        "change a limit": False,
+        "read a limit": True,
+        "fstat its own pipe": True,
+        "read the clock": True,
+    }
