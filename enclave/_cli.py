@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--job-cpu-seconds", type=int, default=60)
     s.add_argument("--job-memory-mb", type=int, default=512)
     s.add_argument("--job-wall-seconds", type=float, default=300.0)
+    s.add_argument(
+        "--release-time-quantum-ms",
+        type=float,
+        default=0.0,
+        help="pad each release's evaluation to a multiple of this many ms, so that its "
+        "duration tells less about the data (docs/security.md, 'Timing'); 0: off",
+    )
     s.add_argument("--log-level", default="INFO")
 
     po = sub.add_parser("policy", help="a dataset's privacy policy").add_subparsers(
@@ -328,6 +335,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
         if args.client_ca is not None and args.serve_cert is None:
             raise InvalidArgument("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if not 0 <= args.release_time_quantum_ms <= 60_000:
+            raise InvalidArgument("--release-time-quantum-ms must be between 0 and 60000")
         serve_forever(
             args.data_dir,
             args.listen,
@@ -342,6 +351,7 @@ def _run(args: argparse.Namespace) -> int:
                 cpu_seconds=args.job_cpu_seconds,
                 memory_mb=args.job_memory_mb,
                 wall_seconds=args.job_wall_seconds,
+                release_quantum_seconds=args.release_time_quantum_ms / 1000,
             ),
             max_concurrent_jobs=args.max_jobs,
             max_jobs_per_researcher=args.max_jobs_per_researcher,

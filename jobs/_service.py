@@ -16,7 +16,9 @@ budget, never privacy).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -404,9 +406,13 @@ class JobService:
             to_quanta(priced.rho),
         )
         self._notify()
-        value = _compiler.evaluate(priced)
-        if policy is not None and policy.min_count is not None:
-            value = _compiler.suppress(value, query, policy.min_count)
+        started = time.monotonic()
+        try:
+            value = _compiler.evaluate(priced)
+            if policy is not None and policy.min_count is not None:
+                value = _compiler.suppress(value, query, policy.min_count)
+        finally:  # a failure is padded too: how soon it came could depend on the data
+            _pad(started, self.limits.release_quantum_seconds)
         self._store.set_release_value(job.id, request.index, value)
         return value
 
@@ -495,3 +501,17 @@ class JobService:
             for event in list(self._cancels.values()):
                 event.set()
             done.wait(10)
+
+
+def _pad(started: float, quantum: float) -> None:
+    """Sleep until a whole number of ``quantum`` seconds have passed since ``started``.
+
+    The duration of an evaluation depends on the data (how many rows a filter
+    keeps, how many distinct keys a group-by finds); rounded up to a quantum
+    longer than the evaluation itself, what the researcher can time is the
+    quantum, not the data (bench/timing_channel.py measures the gap).
+    """
+    if quantum <= 0:
+        return
+    elapsed = time.monotonic() - started
+    time.sleep(max(math.ceil(elapsed / quantum), 1) * quantum - elapsed)

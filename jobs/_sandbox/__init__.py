@@ -13,8 +13,10 @@ Layers, outermost first:
    descriptors, no core dumps; plus a wall-clock kill from the host.
 3. **OS isolation** the worker applies to itself before compiling the script
    (`_isolation`): a new network namespace, a private mount namespace hiding
-   the server's data directory, and a seccomp filter refusing sockets, new
-   programs and processes, signals to other processes and file writes. Each
+   the server's data directory and ``/proc`` (and ``nobody`` as the uid when
+   the server is root), and a seccomp allow-list under which a worker can use
+   the descriptors it holds and little else: no ``open``, no socket, no
+   fork, no signal to another process. Each
    reports whether it is active on this host (`probe_isolation`); in strict
    mode a job whose worker lacks one fails before the script runs.
 4. **RestrictedPython ≥ 9.0** (`_restrictions`): the script is compiled with
@@ -33,8 +35,8 @@ Rejected alternatives:
 * *Reusing workers across jobs*: state could survive between jobs (a state
   channel). Each worker is forked from the template, never from another worker.
 
-What is not here yet: a seccomp *allow*-list (the filter is a deny-list) and a
-per-job uid. docs/security.md says which layers are active and what each stops.
+docs/security.md says which layers are active, what each stops and what
+remains (side channels included).
 """
 
 from ._restrictions import compile_script

@@ -39,6 +39,10 @@ class Limits:
     max_result_bytes: int = 1024 * 1024
     max_printed_bytes: int = 64 * 1024
     max_releases: int = 1000
+    #: Pad each release's evaluation on the data to a whole number of these
+    #: seconds (0: no padding), so that its duration says less about the data
+    #: (docs/security.md, "Timing"). Host-side only.
+    release_quantum_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

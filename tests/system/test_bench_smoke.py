@@ -40,3 +40,24 @@ def test_sandbox_overhead_benchmark_runs_at_tiny_size() -> None:
     assert done.returncode == 0, done.stderr
     assert "job forked from the template" in done.stdout
     assert "layer seccomp" in done.stdout
+
+
+def test_timing_channel_benchmark_runs_at_tiny_size() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "timing_channel.py"),
+            "--rows",
+            "2000",
+            "--repeat",
+            "3",
+            "--quantum-ms",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "private keys" in done.stdout
+    assert "padding quantum: 5 ms" in done.stdout
