@@ -22,9 +22,9 @@ and each reports whether it is active on this host:
     sockets, fork and exec, signals to other processes, tracing, mounts and
     namespaces.
 
-Resource limits (CPU, address space, file size 0, 16 open files, no core dumps)
-are applied by the worker itself (`jobs._sandbox._worker`) and are always
-active on Linux.
+Resource limits (CPU, address space, file size 0, 16 open files, no
+processes, no core dumps) are applied by the worker itself
+(`jobs._sandbox._worker`) and are always active on Linux.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ def _apply_limits(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+    # No new process or thread (counted per uid, so 0 refuses every fork); root
+    # is exempt from this one, but its workers become nobody before the script.
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
 def _number_text(value: Any) -> str:
