@@ -139,7 +139,7 @@ class JobService:
         self._previews = threading.BoundedSemaphore(max_concurrent)
         self._cancels: dict[str, threading.Event] = {}
         self._changed = threading.Condition()
-        self._version = 0
+        self._changes: dict[str, int] = {}  # job id -> changes seen by this server
         self._accepting = True
         self.max_active_per_principal = max_active_per_principal
         self.max_active = max_active
@@ -239,7 +239,7 @@ class JobService:
                 error_code="CANCELLED",
                 error_message="cancelled at the researcher's request",
             ):
-                self._notify()
+                self._notify(job_id)
         return self._store.get(job_id)
 
     def watch(
@@ -253,22 +253,27 @@ class JobService:
         last: JobState | None = None
         while active():
             with self._changed:
-                seen = self._version
+                seen = self._changes.get(job_id, -1)
             job = self._store.get(job_id, principal=principal)
             if job.state != last:
                 last = job.state
                 yield job
             if job.state.final:
                 return
-            self._wait_for_change(seen, timeout=1.0)
+            self._wait_for_change(job_id, seen, timeout=1.0)
 
-    def _wait_for_change(self, seen: int, timeout: float) -> None:
+    def _wait_for_change(self, job_id: str, seen: int, timeout: float) -> None:
+        # Woken by any job's change, but reads the database again only after a
+        # change of its own: with many jobs watched, a change costs one read,
+        # not one per watcher. The timeout covers changes made by another server.
         with self._changed:
-            self._changed.wait_for(lambda: self._version != seen, timeout=timeout)
+            self._changed.wait_for(lambda: self._changes.get(job_id, -1) != seen, timeout=timeout)
 
-    def _notify(self) -> None:
+    def _notify(self, job_id: str, final: bool = False) -> None:
         with self._changed:
-            self._version += 1
+            self._changes[job_id] = self._changes.get(job_id, 0) + 1
+            if final:  # a watcher still waiting sees -1: a change
+                del self._changes[job_id]
             self._changed.notify_all()
 
     # --- execution ------------------------------------------------------------------
@@ -286,7 +291,7 @@ class JobService:
                 return
             if not self._store.mark_running(job.id):
                 return
-            self._notify()
+            self._notify(job.id)
             try:
                 outcome = run_worker(
                     job.script,
@@ -327,7 +332,7 @@ class JobService:
         finally:
             self._cancels.pop(job.id, None)
             self._release_slot(job.principal)
-            self._notify()
+            self._notify(job.id, final=True)
 
     def _price(
         self, principal: str, request: ReleaseRequest
@@ -405,7 +410,7 @@ class JobService:
             to_quanta(delta, quantum=DELTA_QUANTUM),
             to_quanta(priced.rho),
         )
-        self._notify()
+        self._notify(job.id)
         started = time.monotonic()
         try:
             value = _compiler.evaluate(priced)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
+import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -27,6 +30,8 @@ from .._errors import (
     WallClockLimit,
 )
 from ._protocol import ProtocolError, recv, send
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,17 +156,17 @@ def run_worker(
     """
     cancel = cancel or threading.Event()
     isolation = isolation or Isolation()
-    with tempfile.TemporaryDirectory(prefix="enclave-job-") as workdir:
-        proc = _spawn(workdir)
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        watchdog = _Watchdog(proc, limits.wall_seconds, cancel)
-        watchdog.start()
-        try:
-            return _converse(proc, script, dataset, limits, on_release, watchdog, isolation)
-        finally:
-            watchdog.finished.set()
-            _end(proc)
+    proc, workdir = _take()
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    watchdog = _Watchdog(proc, limits.wall_seconds, cancel)
+    watchdog.start()
+    try:
+        return _converse(proc, script, dataset, limits, on_release, watchdog, isolation)
+    finally:
+        watchdog.finished.set()
+        # The outcome is known: the worker is killed and reaped off the job's path.
+        _REAPER.put((proc, workdir))
 
 
 def probe_isolation(
@@ -181,8 +186,8 @@ def probe_isolation(
         ``/proc`` or signal it.
     """
     isolation = isolation or Isolation()
-    with tempfile.TemporaryDirectory(prefix="enclave-probe-") as workdir:
-        proc = _spawn(workdir)
+    proc, workdir = _take()
+    with workdir:
         assert proc.stdin is not None
         assert proc.stdout is not None
         try:
@@ -203,6 +208,10 @@ def probe_isolation(
     if not isinstance(reply, dict) or reply.get("op") != "probe":
         raise ProtocolError("the probe worker did not answer")
     return {"layers": reply["layers"], "checks": reply["checks"]}
+
+
+#: Workers the template keeps forked ahead of jobs.
+SPARES = 2
 
 
 class _Forked:
@@ -254,7 +263,54 @@ class _ForkServer:
         self._status: dict[int, int] = {}
         self._exited: dict[int, threading.Event] = {}
         self.alive = True
+        self._spares: collections.deque[tuple[_Forked, tempfile.TemporaryDirectory[str]]] = (
+            collections.deque()
+        )
+        self._refill = threading.Event()
         threading.Thread(target=self._read, name="enclave-template", daemon=True).start()
+        threading.Thread(target=self._keep_spares, name="enclave-spares", daemon=True).start()
+        self._refill.set()
+
+    def take(self) -> tuple[_Forked, tempfile.TemporaryDirectory[str]]:
+        """A spare worker (forked ahead, never used) and its directory, else a new one.
+
+        Each is handed out once; the pool is refilled in the background, so a
+        job does not wait for a fork.
+        """
+        stale = []
+        found = None
+        with self._lock:
+            while self._spares and found is None:
+                worker, workdir = self._spares.popleft()
+                if worker.pid in self._status:  # died while waiting (template gone?)
+                    stale.append((worker, workdir))
+                else:
+                    found = (worker, workdir)
+        self._refill.set()
+        for worker, workdir in stale:
+            _REAPER.put((worker, workdir))
+        if found is not None:
+            return found
+        workdir = tempfile.TemporaryDirectory(prefix="enclave-job-")
+        try:
+            return self.spawn(workdir.name), workdir
+        except BaseException:
+            workdir.cleanup()
+            raise
+
+    def _keep_spares(self) -> None:
+        while self.alive:
+            self._refill.wait(1.0)
+            self._refill.clear()
+            while self.alive and len(self._spares) < SPARES:
+                workdir = tempfile.TemporaryDirectory(prefix="enclave-job-")
+                try:
+                    worker = self.spawn(workdir.name)
+                except OSError:
+                    workdir.cleanup()
+                    break
+                with self._lock:
+                    self._spares.append((worker, workdir))
 
     def _read(self) -> None:
         import json
@@ -338,6 +394,12 @@ class _ForkServer:
         event.wait(timeout)
 
     def close(self) -> None:
+        self.alive = False
+        with self._lock:
+            spares = list(self._spares)
+            self._spares.clear()
+        for item in spares:
+            _REAPER.put(item)
         self._sock.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGKILL)
@@ -348,6 +410,25 @@ _Worker = subprocess.Popen[bytes] | _Forked
 
 _template_lock = threading.Lock()
 _template: _ForkServer | None = None
+
+
+def spare_pids(timeout: float = 10.0) -> set[int]:
+    """Pids of the spare workers waiting for a job (forked, never used).
+
+    Waits (up to ``timeout``) for the pool to be full first, so that a fork
+    under way is not mistaken for a job's worker (tests look at /proc).
+    """
+    server = _template
+    if server is None:
+        return set()
+    deadline = time.monotonic() + timeout
+    while server.alive and time.monotonic() < deadline:
+        with server._lock:
+            if len(server._spares) >= SPARES:
+                break
+        time.sleep(0.005)
+    with server._lock:
+        return {worker.pid for worker, _dir in server._spares}
 
 
 def _fork_server() -> _ForkServer | None:
@@ -362,15 +443,78 @@ def _fork_server() -> _ForkServer | None:
         return _template
 
 
-def _spawn(workdir: str) -> _Worker:
-    """A fresh worker: forked from the template, or a new interpreter if none runs."""
+def _take() -> tuple[_Worker, tempfile.TemporaryDirectory[str]]:
+    """A fresh worker for one job, and the private directory it works in.
+
+    From the template's spare workers (forked before the job arrived, never
+    used), else forked now, else a new interpreter.
+    """
     if os.environ.get("ENCLAVE_NO_TEMPLATE") != "1":
         server = _fork_server()
         if server is not None:
             try:
-                return server.spawn(workdir)
+                return server.take()
             except OSError:
                 pass  # a template that just died: fall back, the next job starts another
+    workdir = tempfile.TemporaryDirectory(prefix="enclave-job-")
+    try:
+        return _spawn(workdir.name), workdir
+    except BaseException:
+        workdir.cleanup()
+        raise
+
+
+class _Reaper(threading.Thread):
+    """Kills, reaps and cleans up after finished workers, off the jobs' threads.
+
+    A worker that has sent its outcome can do nothing more that reaches
+    anyone: its pipes are no longer read. Waiting for it to exit (~ms through
+    the template) would only delay the researcher's result.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="enclave-reaper", daemon=True)
+        self._queue: queue.SimpleQueue[tuple[_Worker, tempfile.TemporaryDirectory[str]]] = (
+            queue.SimpleQueue()
+        )
+        self._launched = False
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._done = threading.Condition(self._lock)
+
+    def put(self, item: tuple[_Worker, tempfile.TemporaryDirectory[str]]) -> None:
+        _kill(item[0])  # at once: nothing of it may outlive its job for long
+        with self._lock:
+            if not self._launched:
+                self._launched = True
+                self.start()
+            self._pending += 1
+        self._queue.put(item)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until every worker handed over so far is reaped (tests, shutdown)."""
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
+
+    def run(self) -> None:
+        while True:
+            proc, workdir = self._queue.get()
+            try:
+                _end(proc)
+            except Exception:  # pragma: no cover - a pipe already gone: nothing to free
+                log.exception("reaping a worker failed")
+            finally:
+                workdir.cleanup()
+                with self._done:
+                    self._pending -= 1
+                    self._done.notify_all()
+
+
+_REAPER = _Reaper()
+
+
+def _spawn(workdir: str) -> _Worker:
+    """A new worker interpreter (where no template runs) working in ``workdir``."""
     return subprocess.Popen(
         [sys.executable, "-I", "-m", "jobs._sandbox._worker"],
         stdin=subprocess.PIPE,

@@ -9,55 +9,57 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_release_path_benchmark_runs_at_tiny_size() -> None:
+def test_make_bench_runs_every_suite_at_tiny_size(tmp_path: Path) -> None:
+    """`make bench` at smoke sizes: every suite runs and writes its block."""
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\nHand-written prose that must survive.\n")
+    suites = "release,jobs,sandbox,timing,ledger"
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "release_path.py"),
-            "--rows",
-            "2000",
-            "--repeat",
-            "1",
-            "--jobs",
-            "2",
+            str(ROOT / "bench" / "run_all.py"),
+            "--smoke",
+            "--suites",
+            suites,
+            "--output",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    text = report.read_text()
+    assert "Hand-written prose that must survive." in text
+    for name in suites.split(","):
+        assert text.count(f"<!-- bench:{name}:begin") == 1
+        assert f"<!-- bench:{name}:end -->" in text
+    for needle in (
+        "group_by(region: 50 public keys)",
+        "thresholded",
+        "3-release job",
+        "small jobs/s",
+        "bare unary call",
+        "server RSS idle",
+        "job forked from the template",
+        "private keys",
+        "Machine: ",
+    ):
+        assert needle in text, needle
+    # A second run replaces the blocks instead of adding new ones.
+    again = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run_all.py"),
+            "--smoke",
+            "--suites",
+            "sandbox",
+            "--output",
+            str(report),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr
-    assert "group_by(department)" in done.stdout
-    assert "3-release job" in done.stdout
-
-
-def test_sandbox_overhead_benchmark_runs_at_tiny_size() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "sandbox_overhead.py"), "--jobs", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "job forked from the template" in done.stdout
-    assert "layer seccomp" in done.stdout
-
-
-def test_timing_channel_benchmark_runs_at_tiny_size() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "timing_channel.py"),
-            "--rows",
-            "2000",
-            "--repeat",
-            "3",
-            "--quantum-ms",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "private keys" in done.stdout
-    assert "padding quantum: 5 ms" in done.stdout
+    assert again.returncode == 0, again.stderr
+    assert report.read_text().count("<!-- bench:sandbox:begin") == 1

@@ -43,7 +43,7 @@ from jobs._api import (
     make_namespace,
 )
 from jobs._plan import to_wire
-from jobs._sandbox import Limits, ReleaseRequest, WorkerOutcome, run_worker
+from jobs._sandbox import Limits, ReleaseRequest, WorkerOutcome, _runner, run_worker
 
 LIMITS = Limits(cpu_seconds=2, memory_mb=256, wall_seconds=10)
 SCALAR = {"value": 42, "ci95": [40, 44]}
@@ -89,8 +89,12 @@ def worker_pids() -> list[int]:
     """Pids of this process's live sandbox workers, read from /proc.
 
     A worker is a child of this process running ``jobs._sandbox._worker``, or a
-    child of this process's template (``jobs._sandbox._template``), which forks them.
+    child of this process's template (``jobs._sandbox._template``), which forks them;
+    the template's spares (forked ahead, waiting for a job) are not counted. Workers
+    of finished jobs are reaped in the background: this waits for that first.
     """
+    _runner._REAPER.wait_idle()
+    spares = _runner.spare_pids()
     me = os.getpid()
     procs: dict[int, tuple[int, bytes, str]] = {}
     for entry in os.listdir("/proc"):
@@ -111,6 +115,7 @@ def worker_pids() -> list[int]:
         pid
         for pid, (ppid, cmd, state) in procs.items()
         if state != "Z"
+        and pid not in spares
         and (
             (ppid == me and b"jobs._sandbox._worker" in cmd)
             or (ppid in templates and b"_template" in cmd)
@@ -376,6 +381,7 @@ def test_when_on_release_raises_run_worker_reraises_and_the_worker_is_gone() -> 
     assert len(host.requests) == 1
     if HAS_PROC:
         assert len(pids) == 1
+        assert _runner._REAPER.wait_idle()  # killed at once, reaped in the background
         assert not os.path.exists(f"/proc/{pids[0]}")
         assert worker_pids() == []
 
@@ -404,6 +410,7 @@ def test_worker_environment_cwd_fds_and_rlimits() -> None:
     assert cwd.parent == Path(tempfile.gettempdir()).resolve()
     assert seen["cwd_listing"] == []
     assert seen["cwd_mode"] == 0o700
+    assert _runner._REAPER.wait_idle()  # teardown runs off the job's thread
     assert not cwd.exists(), "the private working directory outlives the job"
     targets = seen["fds"].values()
     assert all(t.startswith("pipe:") or t == "/dev/null" for t in targets), seen["fds"]
@@ -413,6 +420,7 @@ def test_worker_environment_cwd_fds_and_rlimits() -> None:
     assert lines["Max file size"][:2] == ["0", "0"]
     assert lines["Max core file size"][:2] == ["0", "0"]
     assert lines["Max open files"][:2] == ["16", "16"]
+    assert lines["Max processes"][:2] == ["0", "0"]
     assert lines["Max address space"][:2] == [str(256 * 2**20)] * 2
 
 
