@@ -28,9 +28,14 @@ class Enclave:
     Args:
         data_dir: where the SQLite ledger (by default) and the Parquet files live.
         database_url: any SQLAlchemy URL; default ``sqlite:///DATA_DIR/enclave.db``.
+        replica: this server's name among replicas sharing the database (jobs it
+            left unfinished when it stopped are failed when it starts again);
+            default: the host name.
     """
 
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, replica: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{data_dir / 'enclave.db'}"
@@ -38,7 +43,7 @@ class Enclave:
         self.principals = PrincipalStore(self.engine)
         self.ledger = budget.Ledger(self.engine)
         self.catalog = Catalog(self.engine, data_dir / "datasets")
-        self.job_store = JobStore(self.engine)
+        self.job_store = JobStore(self.engine, replica=replica or default_replica())
         for part in (self.principals, self.ledger, self.catalog, self.job_store):
             part.create_tables()
         self._equivalent_delta: dict[str, float | None] = {}
@@ -94,3 +99,13 @@ class Enclave:
         """Release the database connections."""
         self.ledger.close()
         self.engine.dispose()
+
+
+def default_replica() -> str:
+    """This server's name among replicas sharing a database: the host's name.
+
+    Two replicas on one host must be given distinct names (``serve --replica``).
+    """
+    import socket
+
+    return socket.gethostname() or "default"

@@ -30,6 +30,7 @@ from jobs import (
     conform,
     truncate_contributions,
 )
+from jobs._service import TRIMMER
 
 from ._errors import AlreadyExists, InvalidArgument
 
@@ -119,6 +120,14 @@ class Catalog:
         schema = Schema.from_toml(schema_toml)
         if self.get(name) is not None:
             raise AlreadyExists(f"dataset {name!r} is already registered")
+        try:
+            return self._store(name, owner, schema, source, fmt)
+        finally:
+            TRIMMER.poke()  # the upload's working set, once freed, goes back to the OS
+
+    def _store(
+        self, name: str, owner: str, schema: Schema, source: Path, fmt: str
+    ) -> tuple[DatasetEntry, Truncation]:
         frame, truncation = truncate_contributions(conform(read_table(source, fmt), schema), schema)
         folder = self._root / name
         folder.mkdir(parents=True, exist_ok=True)

@@ -217,9 +217,10 @@ def serve_forever(
     strict: bool = False,
     ready_file: Path | None = None,
     grace: float = 30.0,
+    replica: str | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
-    app = Enclave(data_dir, database_url)
+    app = Enclave(data_dir, database_url, replica)
     running = start_server(
         app,
         listen,

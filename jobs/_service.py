@@ -15,8 +15,11 @@ budget, never privacy).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -127,6 +130,7 @@ class JobService:
         max_active_per_principal: int = 16,
         max_active: int = 256,
         isolation: Isolation | None = None,
+        max_evaluations: int | None = None,
     ) -> None:
         self._store = store
         self._ledger = ledger
@@ -135,6 +139,9 @@ class JobService:
         self.limits = limits or Limits()
         self.isolation = isolation or Isolation()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="enclave-job")
+        # Evaluations on the data are CPU-bound: more at once than cores only adds
+        # their working sets up (32 on a 10M-row dataset: 2.2x the idle RSS).
+        self._evaluations = threading.BoundedSemaphore(max_evaluations or os.cpu_count() or 2)
         # Cost previews run a worker too, on the caller's RPC thread: bound them.
         self._previews = threading.BoundedSemaphore(max_concurrent)
         self._cancels: dict[str, threading.Event] = {}
@@ -411,12 +418,15 @@ class JobService:
             to_quanta(priced.rho),
         )
         self._notify(job.id)
-        started = time.monotonic()
+        self._evaluations.acquire()
+        started = time.monotonic()  # the padding covers this release's own work only
         try:
             value = _compiler.evaluate(priced)
             if policy is not None and policy.min_count is not None:
                 value = _compiler.suppress(value, query, policy.min_count)
         finally:  # a failure is padded too: how soon it came could depend on the data
+            self._evaluations.release()
+            TRIMMER.poke()
             _pad(started, self.limits.release_quantum_seconds)
         self._store.set_release_value(job.id, request.index, value)
         return value
@@ -520,3 +530,46 @@ def _pad(started: float, quantum: float) -> None:
         return
     elapsed = time.monotonic() - started
     time.sleep(max(math.ceil(elapsed / quantum), 1) * quantum - elapsed)
+
+
+class _Trimmer(threading.Thread):
+    """Gives the heap that evaluations freed back to the operating system.
+
+    Polars and OpenDP allocate a release's working set with the C allocator
+    and free it afterwards, but glibc keeps freed memory mapped: after a few
+    releases on a 10M-row dataset a server holds gigabytes it does not use.
+    ``malloc_trim`` returns it; it is called off the jobs' threads, once
+    evaluations have been quiet for a moment, so no release waits for it.
+    """
+
+    def __init__(self, quiet: float = 0.25) -> None:
+        super().__init__(name="enclave-trim", daemon=True)
+        self._quiet = quiet
+        self._poked = threading.Event()
+        self._lock = threading.Lock()
+        self._launched = False
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name) if name else None
+        self._trim = getattr(libc, "malloc_trim", None)
+
+    def poke(self) -> None:
+        """An evaluation ended: trim once things are quiet."""
+        if self._trim is None:
+            return  # not glibc: nothing to call
+        with self._lock:
+            if not self._launched:
+                self._launched = True
+                self.start()
+        self._poked.set()
+
+    def run(self) -> None:
+        assert self._trim is not None
+        while True:
+            self._poked.wait()
+            self._poked.clear()
+            while self._poked.wait(self._quiet):  # until no poke for `quiet` seconds
+                self._poked.clear()
+            self._trim(0)
+
+
+TRIMMER = _Trimmer()

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     insert,
+    or_,
     select,
     update,
 )
@@ -57,6 +58,8 @@ jobs_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # The server replica that queued the job (jobs_0002); NULL before replicas.
+    Column("replica", String(200), nullable=True),
     UniqueConstraint("principal", "request_id", name="uq_job_request"),
 )
 
@@ -148,9 +151,16 @@ def _utcnow() -> dt.datetime:
 class JobStore:
     """Job and release rows on one engine."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        replica: str = "default",
+    ) -> None:
+        """``replica`` names this server among those sharing ``engine``'s database."""
         self._engine = engine
         self._clock = clock
+        self.replica = replica
 
     def create_tables(self) -> None:
         """Create or upgrade the tables (Alembic, ``jobs/migrations``)."""
@@ -178,6 +188,7 @@ class JobStore:
                         script=script,
                         state=JobState.QUEUED.value,
                         created_at=self._clock(),
+                        replica=self.replica,
                     )
                 )
             return self.get(job_id), True
@@ -250,12 +261,20 @@ class JobStore:
             )
 
     def fail_unfinished(self, message: str) -> int:
-        """At start-up: jobs left QUEUED/RUNNING by a stopped server can never finish."""
+        """At start-up: jobs this replica left QUEUED/RUNNING when it stopped.
+
+        They can never finish (their queue and workers died with it). Jobs of
+        other replicas sharing the database are theirs: left alone.
+        """
+        mine = or_(jobs_table.c.replica == self.replica, jobs_table.c.replica.is_(None))
         with self._engine.begin() as conn:
             return int(
                 conn.execute(
                     update(jobs_table)
-                    .where(jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+                    .where(
+                        jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                        mine,
+                    )
                     .values(
                         state=JobState.FAILED.value,
                         error_code="ABORTED",

@@ -49,3 +49,22 @@ def test_jobs_left_running_by_a_dead_server_are_failed_at_start(tmp_path) -> Non
     assert stale.error_code == "ABORTED"
     app.jobs.shutdown(1)
     app.close()
+
+
+def test_a_replica_fails_only_its_own_unfinished_jobs_at_start(tmp_path, database_url) -> None:
+    """Replicas share one database: starting one must not fail another's live jobs."""
+    from enclave._app import Enclave
+
+    a = Enclave(tmp_path / "a", database_url, replica="a")
+    a.job_store.create("ja", "alice", "r1", "stays", "result['x'] = 1")
+    a.job_store.mark_running("ja")
+    b = Enclave(tmp_path / "b", database_url, replica="b")
+    b.job_store.create("jb", "bob", "r1", "stays", "result['x'] = 1")
+    b.start_jobs()  # replica b starts: a's running job is a's
+    assert b.job_store.get("ja").state == JobState.RUNNING
+    assert b.job_store.get("jb").state == JobState.FAILED
+    a.start_jobs()  # a restarts: its own job can never finish
+    assert a.job_store.get("ja").state == JobState.FAILED
+    for app in (a, b):
+        app.jobs.shutdown(1)
+        app.close()
