@@ -355,12 +355,20 @@ def _spent_q(conn: Connection, dataset: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _live(now: dt.datetime) -> Any:
+def _live(now: dt.datetime | Any) -> Any:
     """A grant that allows releases now: not revoked, not expired."""
     return and_(
         grants.c.revoked_at.is_(None),
         or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
     )
+
+
+#: Asked at every release and listing: built once (see `_live`).
+_HAS_GRANT = select(grants.c.id).where(
+    grants.c.dataset == bindparam("b_dataset"),
+    grants.c.principal == bindparam("b_principal"),
+    _live(bindparam("b_now", type_=DateTime(timezone=True))),
+)
 
 
 def _cap(amount: Decimal | None, quantum: Decimal) -> int | None:
@@ -712,14 +720,9 @@ class Ledger:
 
     def has_grant(self, principal: str, dataset: str) -> bool:
         """Whether a live grant exists (used to hide datasets from others)."""
+        params = {"b_dataset": dataset, "b_principal": principal, "b_now": self._clock()}
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(grants.c.id).where(
-                    grants.c.dataset == dataset,
-                    grants.c.principal == principal,
-                    _live(self._clock()),
-                )
-            ).first()
+            row = conn.execute(_HAS_GRANT, params).first()
         return row is not None
 
     def balance(self, principal: str, dataset: str) -> Balance:

@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 import budget
@@ -55,6 +65,8 @@ principals_table = Table(
 )
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
+#: Every call checks a token: the statement is built once.
+_BY_TOKEN = select(principals_table).where(principals_table.c.token_sha256 == bindparam("b_hash"))
 
 
 class Role(enum.StrEnum):
@@ -128,13 +140,7 @@ class PrincipalStore:
     def authenticate(self, token: str) -> Principal | None:
         """The principal holding ``token``, or None."""
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(principals_table).where(principals_table.c.token_sha256 == _hash(token))
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_BY_TOKEN, {"b_hash": _hash(token)}).mappings().first()
         return None if row is None else Principal(row["name"], Role(row["role"]), row["created_at"])
 
     def get(self, name: str) -> Principal | None:

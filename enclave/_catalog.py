@@ -17,7 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 import budget
@@ -50,6 +61,8 @@ datasets_table = Table(
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 FORMATS = ("csv", "parquet")
+#: Looked up at every release: built once.
+_BY_NAME = select(datasets_table).where(datasets_table.c.name == bindparam("b_name"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +173,7 @@ class Catalog:
     def get(self, name: str) -> DatasetEntry | None:
         """The dataset called ``name``, or None."""
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(select(datasets_table).where(datasets_table.c.name == name))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_BY_NAME, {"b_name": name}).mappings().first()
         return None if row is None else self._entry(row)
 
     def list(self) -> list[DatasetEntry]:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     insert,
     or_,
     select,
@@ -144,6 +145,42 @@ class JobRecord:
         return total(r.rho for r in self.releases)
 
 
+# Statements built once: building and cache-keying a SQLAlchemy expression per
+# call cost more Python time than running it (a job runs about ten of these).
+_UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
+_GET_JOB = select(jobs_table).where(jobs_table.c.id == bindparam("b_id"))
+_GET_JOB_OF = _GET_JOB.where(jobs_table.c.principal == bindparam("b_principal"))
+_GET_RELEASES = (
+    select(releases_table)
+    .where(releases_table.c.job_id == bindparam("b_id"))
+    .order_by(releases_table.c.idx)
+)
+_INSERT_JOB = insert(jobs_table)
+_MARK_RUNNING = (
+    update(jobs_table)
+    .where(jobs_table.c.id == bindparam("b_id"), jobs_table.c.state == JobState.QUEUED.value)
+    .values(state=JobState.RUNNING.value, started_at=bindparam("b_at"))
+)
+_FINISH = (
+    update(jobs_table)
+    .where(jobs_table.c.id == bindparam("b_id"), jobs_table.c.state.in_(_UNFINISHED))
+    .values(
+        state=bindparam("b_state"),
+        result_json=bindparam("b_result"),
+        printed=bindparam("b_printed"),
+        error_code=bindparam("b_code"),
+        error_message=bindparam("b_message"),
+        finished_at=bindparam("b_at"),
+    )
+)
+_INSERT_RELEASE = insert(releases_table)
+_SET_RELEASE_VALUE = (
+    update(releases_table)
+    .where(releases_table.c.job_id == bindparam("b_id"), releases_table.c.idx == bindparam("b_idx"))
+    .values(value_json=bindparam("b_value"))
+)
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -177,21 +214,40 @@ class JobStore:
         Raises:
             RequestConflict: the request_id was used for a different script/dataset.
         """
+        created_at = self._clock()
         try:
             with self._engine.begin() as conn:
                 conn.execute(
-                    insert(jobs_table).values(
-                        id=job_id,
-                        principal=principal,
-                        request_id=request_id,
-                        dataset=dataset,
-                        script=script,
-                        state=JobState.QUEUED.value,
-                        created_at=self._clock(),
-                        replica=self.replica,
-                    )
+                    _INSERT_JOB,
+                    {
+                        "id": job_id,
+                        "principal": principal,
+                        "request_id": request_id,
+                        "dataset": dataset,
+                        "script": script,
+                        "state": JobState.QUEUED.value,
+                        "created_at": created_at,
+                        "replica": self.replica,
+                    },
                 )
-            return self.get(job_id), True
+            # What was just inserted, without reading it back.
+            job = JobRecord(
+                id=job_id,
+                principal=principal,
+                request_id=request_id,
+                dataset=dataset,
+                script=script,
+                state=JobState.QUEUED,
+                result=None,
+                printed="",
+                error_code=None,
+                error_message=None,
+                created_at=created_at,
+                started_at=None,
+                finished_at=None,
+                releases=(),
+            )
+            return job, True
         except IntegrityError:
             with self._engine.connect() as conn:
                 row = conn.execute(
@@ -223,11 +279,7 @@ class JobStore:
         """QUEUED → RUNNING; False if the job is no longer queued (e.g. cancelled)."""
         with self._engine.begin() as conn:
             return bool(
-                conn.execute(
-                    update(jobs_table)
-                    .where(jobs_table.c.id == job_id, jobs_table.c.state == JobState.QUEUED.value)
-                    .values(state=JobState.RUNNING.value, started_at=self._clock())
-                ).rowcount
+                conn.execute(_MARK_RUNNING, {"b_id": job_id, "b_at": self._clock()}).rowcount
             )
 
     def finish(
@@ -241,24 +293,17 @@ class JobStore:
         error_message: str | None = None,
     ) -> bool:
         """Move a job to a final state, once. False if it was already final."""
+        params = {
+            "b_id": job_id,
+            "b_state": state.value,
+            "b_result": None if result is None else json.dumps(result),
+            "b_printed": printed,
+            "b_code": error_code,
+            "b_message": error_message,
+            "b_at": self._clock(),
+        }
         with self._engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(jobs_table)
-                    .where(
-                        jobs_table.c.id == job_id,
-                        jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
-                    )
-                    .values(
-                        state=state.value,
-                        result_json=None if result is None else json.dumps(result),
-                        printed=printed,
-                        error_code=error_code,
-                        error_message=error_message,
-                        finished_at=self._clock(),
-                    )
-                ).rowcount
-            )
+            return bool(conn.execute(_FINISH, params).rowcount)
 
     def fail_unfinished(self, message: str) -> int:
         """At start-up: jobs this replica left QUEUED/RUNNING when it stopped.
@@ -298,27 +343,26 @@ class JobStore:
         """Record a release right after its debit, before its value exists."""
         with self._engine.begin() as conn:
             conn.execute(
-                insert(releases_table).values(
-                    job_id=job_id,
-                    idx=index,
-                    dataset=dataset,
-                    plan_json=json.dumps(plan),
-                    epsilon_q=epsilon_q,
-                    delta_q=delta_q,
-                    rho_q=rho_q,
-                    mechanism=mechanism,
-                    value_json=None,
-                    created_at=self._clock(),
-                )
+                _INSERT_RELEASE,
+                {
+                    "job_id": job_id,
+                    "idx": index,
+                    "dataset": dataset,
+                    "plan_json": json.dumps(plan),
+                    "epsilon_q": epsilon_q,
+                    "delta_q": delta_q,
+                    "rho_q": rho_q,
+                    "mechanism": mechanism,
+                    "value_json": None,
+                    "created_at": self._clock(),
+                },
             )
 
     def set_release_value(self, job_id: str, index: int, value: Any) -> None:
         """Attach the released (noisy) value to its record."""
         with self._engine.begin() as conn:
             conn.execute(
-                update(releases_table)
-                .where(releases_table.c.job_id == job_id, releases_table.c.idx == index)
-                .values(value_json=json.dumps(value))
+                _SET_RELEASE_VALUE, {"b_id": job_id, "b_idx": index, "b_value": json.dumps(value)}
             )
 
     def get(self, job_id: str, *, principal: str | None = None) -> JobRecord:
@@ -328,22 +372,14 @@ class JobStore:
             JobNotFound: also when the job belongs to someone else, so that ids of
                 other people's jobs are indistinguishable from wrong ids.
         """
-        query = select(jobs_table).where(jobs_table.c.id == job_id)
+        query, params = _GET_JOB, {"b_id": job_id}
         if principal is not None:
-            query = query.where(jobs_table.c.principal == principal)
+            query, params = _GET_JOB_OF, {"b_id": job_id, "b_principal": principal}
         with self._engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(query, params).mappings().first()
             if row is None:
                 raise JobNotFound(f"no job {job_id!r}")
-            rels = (
-                conn.execute(
-                    select(releases_table)
-                    .where(releases_table.c.job_id == job_id)
-                    .order_by(releases_table.c.idx)
-                )
-                .mappings()
-                .all()
-            )
+            rels = conn.execute(_GET_RELEASES, {"b_id": job_id}).mappings().all()
         return _record(row, rels)
 
     def list(
