@@ -4,7 +4,8 @@ Layers, outermost first:
 
 1. **A fresh worker process per job** (`_runner`): forked from a template
    process (`_template`) that imported the job API once and never runs
-   researcher code (a new ``python -I`` where no template runs), with an empty
+   researcher code (a new ``python -I`` where no template runs); the host
+   keeps two spares forked ahead of jobs, each used once. With an empty
    environment, a private empty working directory, only its two pipe ends open,
    stdout/stderr of the script discarded. The process never opens a dataset: it
    builds plan *descriptions* and asks the host to release them (invariant 5).
