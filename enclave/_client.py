@@ -533,11 +533,14 @@ class Client:
         msg = self._call(
             self._jobs.SubmitJob,
             pb.SubmitJobRequest(
-                script=script, dataset=dataset, request_id=request_id or uuid.uuid4().hex
+                script=script,
+                dataset=dataset,
+                request_id=request_id or uuid.uuid4().hex,
+                wait=wait,  # the server answers when it is done: one call for most jobs
             ),
         )
         job = Job.from_proto(msg)
-        if wait and not job.final:
+        if wait and not job.final:  # longer than the call's deadline: follow it
             for update in self.watch_job(job.job_id):
                 job = update
         return job

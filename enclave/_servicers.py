@@ -182,6 +182,13 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         job = self._app.jobs.submit(
             caller.name, request.dataset, request.script, request.request_id
         )
+        if request.wait:
+
+            def active() -> bool:
+                left = context.time_remaining()
+                return bool(context.is_active()) and (left is None or left > 1.0)
+
+            job = self._app.jobs.wait(job.id, principal=caller.name, active=active)
         return self._job(job)
 
     def EstimateCost(

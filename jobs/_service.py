@@ -186,6 +186,9 @@ class JobService:
             self._release_slot(principal)
             return job
         self._cancels[job.id] = threading.Event()
+        # Its change counter exists from now until it ends (then it is dropped):
+        # waiters tell "still ours and running" from "ended" without a read.
+        self._notify(job.id)
         self._pool.submit(self._run, job)
         log.info("job %s queued for %s on %s", job.id, principal, dataset)
         return job
@@ -246,7 +249,7 @@ class JobService:
                 error_code="CANCELLED",
                 error_message="cancelled at the researcher's request",
             ):
-                self._notify(job_id)
+                self._notify(job_id, final=True)
         return self._store.get(job_id)
 
     def watch(
@@ -269,6 +272,30 @@ class JobService:
                 return
             self._wait_for_change(job_id, seen, timeout=1.0)
 
+    def wait(
+        self,
+        job_id: str,
+        *,
+        principal: str | None = None,
+        active: Callable[[], bool] = lambda: True,
+    ) -> JobRecord:
+        """The job once final, or as it is when ``active()`` turns false.
+
+        Reads the database only at the start, when this server says the job
+        ended, and once a second (a job run by another replica): not at each
+        intermediate change, as `watch` must.
+        """
+        with self._changed:
+            seen = self._changes.get(job_id, -1)
+        job = self._store.get(job_id, principal=principal)
+        while not job.state.final and active():
+            self._wait_for_change(job_id, seen, timeout=1.0)
+            with self._changed:
+                seen = self._changes.get(job_id, -1)
+            if seen == -1:  # it ended here (its counter is dropped), or is another replica's
+                job = self._store.get(job_id, principal=principal)
+        return job
+
     def _wait_for_change(self, job_id: str, seen: int, timeout: float) -> None:
         # Woken by any job's change, but reads the database again only after a
         # change of its own: with many jobs watched, a change costs one read,
@@ -278,9 +305,10 @@ class JobService:
 
     def _notify(self, job_id: str, final: bool = False) -> None:
         with self._changed:
-            self._changes[job_id] = self._changes.get(job_id, 0) + 1
-            if final:  # a watcher still waiting sees -1: a change
-                del self._changes[job_id]
+            if final:  # waiters then see -1: a change, and "not running here"
+                self._changes.pop(job_id, None)
+            else:
+                self._changes[job_id] = self._changes.get(job_id, 0) + 1
             self._changed.notify_all()
 
     # --- execution ------------------------------------------------------------------

@@ -109,14 +109,16 @@ class Job(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., result_json: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., releases: _Optional[_Iterable[_Union[ReleaseRecord, _Mapping]]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., printed: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., script: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("script", "dataset", "request_id")
+    __slots__ = ("script", "dataset", "request_id", "wait")
     SCRIPT_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     script: str
     dataset: str
     request_id: str
-    def __init__(self, script: _Optional[str] = ..., dataset: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    wait: bool
+    def __init__(self, script: _Optional[str] = ..., dataset: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
