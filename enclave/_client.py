@@ -530,15 +530,21 @@ class Client:
         The request id makes retries safe: the server runs and charges one job per
         (caller, request id). A fresh one is generated when none is given.
         """
-        msg = self._call(
-            self._jobs.SubmitJob,
-            pb.SubmitJobRequest(
-                script=script,
-                dataset=dataset,
-                request_id=request_id or uuid.uuid4().hex,
-                wait=wait,  # the server answers when it is done: one call for most jobs
-            ),
+        request = pb.SubmitJobRequest(
+            script=script,
+            dataset=dataset,
+            request_id=request_id or uuid.uuid4().hex,
+            wait=wait,  # the server answers when it is done: one call for most jobs
         )
+        try:
+            msg = self._call(self._jobs.SubmitJob, request)
+        except grpc.RpcError as err:
+            if not wait or err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            # The server's answer came too late (an old server, or a slow network):
+            # the same request id names the same job; ask for it without waiting.
+            request.wait = False
+            msg = self._call(self._jobs.SubmitJob, request)
         job = Job.from_proto(msg)
         if wait and not job.final:  # longer than the call's deadline: follow it
             for update in self.watch_job(job.job_id):

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -183,12 +184,12 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             caller.name, request.dataset, request.script, request.request_id
         )
         if request.wait:
-
-            def active() -> bool:
-                left = context.time_remaining()
-                return bool(context.is_active()) and (left is None or left > 1.0)
-
-            job = self._app.jobs.wait(job.id, principal=caller.name, active=active)
+            # Answer a second before the caller's deadline at the latest.
+            left = context.time_remaining()
+            until = None if left is None else time.monotonic() + left - 1.0
+            job = self._app.jobs.wait(
+                job.id, principal=caller.name, active=context.is_active, until=until
+            )
         return self._job(job)
 
     def EstimateCost(

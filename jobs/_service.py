@@ -278,18 +278,23 @@ class JobService:
         *,
         principal: str | None = None,
         active: Callable[[], bool] = lambda: True,
+        until: float | None = None,
     ) -> JobRecord:
-        """The job once final, or as it is when ``active()`` turns false.
+        """The job once final, or as it is when ``active()`` or time runs out.
 
-        Reads the database only at the start, when this server says the job
-        ended, and once a second (a job run by another replica): not at each
-        intermediate change, as `watch` must.
+        ``until`` is a `time.monotonic` instant. Reads the database only at
+        the start, when this server says the job ended, and once a second (a
+        job run by another replica): not at each intermediate change, as
+        `watch` must.
         """
         with self._changed:
             seen = self._changes.get(job_id, -1)
         job = self._store.get(job_id, principal=principal)
         while not job.state.final and active():
-            self._wait_for_change(job_id, seen, timeout=1.0)
+            timeout = 1.0 if until is None else min(1.0, until - time.monotonic())
+            if timeout <= 0:
+                break
+            self._wait_for_change(job_id, seen, timeout=timeout)
             with self._changed:
                 seen = self._changes.get(job_id, -1)
             if seen == -1:  # it ended here (its counter is dropped), or is another replica's
