@@ -244,8 +244,9 @@ DEFAULT_CANDIDATES = 1_001
 #: Most candidates all the quantiles of one release may have together. Pricing
 #: runs on the host before any debit, and OpenDP's analysis of many large
 #: candidate sets takes seconds (100 quantiles of 10,000 candidates: 8.8 s here,
-#: 20,000 in all: 0.1 s): a cap keeps an unpaid step cheap.
-MAX_PLAN_CANDIDATES = 20_000
+#: 20,000 in all: 0.1 s): a cap keeps an unpaid step cheap, and still allows
+#: 24 quantiles on default grids (1,001 candidates each) in one release.
+MAX_PLAN_CANDIDATES = 25_000
 
 
 def candidates(agg: Agg, spec: ColumnSpec) -> tuple[float, ...]:
@@ -1005,7 +1006,11 @@ PRICES = _PriceCache()
 
 
 def price(
-    query: Query, dataset: DatasetHandle, amount: Decimal, delta: Decimal = Decimal(0)
+    query: Query,
+    dataset: DatasetHandle,
+    amount: Decimal,
+    delta: Decimal = Decimal(0),
+    owner: str = "",
 ) -> PricedQuery:
     """Calibrate the measurement of ``query`` to cost exactly ``amount``. No data is read.
 
@@ -1013,12 +1018,14 @@ def price(
     one. A plan that releases private group keys also spends exactly ``delta``:
     the threshold is the smallest whose δ is within it. A plan priced before on
     the same public schema at the same cost comes from `PRICES`, for this
-    dataset handle (file and clamps).
+    dataset handle (file and clamps). Entries are per ``owner`` (the
+    researcher): whether a plan was priced before shows in how fast it is
+    priced, and one researcher must not learn that of another's plans.
 
     Raises:
         PlanError: the plan does not fit the schema, or OpenDP refuses it.
     """
-    key = (query, dataset.schema, amount, delta)
+    key = (owner, query, dataset.schema, amount, delta)
     cached = PRICES.get(key)
     if cached is not None:
         return dataclasses.replace(cached, dataset=dataset)

@@ -141,7 +141,7 @@ class JobService:
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="enclave-job")
         # Evaluations on the data are CPU-bound: more at once than cores only adds
         # their working sets up (32 on a 10M-row dataset: 2.2x the idle RSS).
-        self._evaluations = threading.BoundedSemaphore(max_evaluations or os.cpu_count() or 2)
+        self._evaluations = threading.BoundedSemaphore(max_evaluations or _cores())
         # Cost previews run a worker too, on the caller's RPC thread: bound them.
         self._previews = threading.BoundedSemaphore(max_concurrent)
         self._cancels: dict[str, threading.Event] = {}
@@ -299,6 +299,8 @@ class JobService:
                 seen = self._changes.get(job_id, -1)
             if seen == -1:  # it ended here (its counter is dropped), or is another replica's
                 job = self._store.get(job_id, principal=principal)
+        if not job.state.final:  # out of time: the job as it is now, releases included
+            job = self._store.get(job_id, principal=principal)
         return job
 
     def _wait_for_change(self, job_id: str, seen: int, timeout: float) -> None:
@@ -413,7 +415,7 @@ class JobService:
                     f"{policy.min_count} rows (its provider's policy): include count() "
                     "in agg(...), whose noisy value decides"
                 )
-        return _compiler.price(query, handle, amount, delta), policy
+        return _compiler.price(query, handle, amount, delta, owner=principal), policy
 
     def _view(self, principal: str, dataset: str) -> tuple[DatasetHandle, Policy | None]:
         """The granted dataset as the policy in force shows it, and that policy.
@@ -429,6 +431,10 @@ class JobService:
         return handle.restricted(policy.allowed_columns, policy.bounds), policy
 
     def _release(self, job: JobRecord, request: ReleaseRequest) -> Any:
+        if self._store.is_final(job.id):
+            # Cancelled through another replica: this one learns it here, before
+            # anything more is charged.
+            raise JobCancelled("the job was cancelled")
         priced, policy = self._price(job.principal, request)
         query, epsilon, delta = priced.query, priced.epsilon, priced.delta
         self._ledger.debit(
@@ -451,16 +457,17 @@ class JobService:
             to_quanta(priced.rho),
         )
         self._notify(job.id)
-        self._evaluations.acquire()
-        started = time.monotonic()  # the padding covers this release's own work only
-        try:
-            value = _compiler.evaluate(priced)
-            if policy is not None and policy.min_count is not None:
-                value = _compiler.suppress(value, query, policy.min_count)
-        finally:  # a failure is padded too: how soon it came could depend on the data
-            self._evaluations.release()
-            TRIMMER.poke()
-            _pad(started, self.limits.release_quantum_seconds)
+        with self._evaluations:
+            started = time.monotonic()  # the padding covers this release's own work
+            try:
+                value = _compiler.evaluate(priced)
+                if policy is not None and policy.min_count is not None:
+                    value = _compiler.suppress(value, query, policy.min_count)
+            finally:  # a failure is padded too: how soon it came could depend on the data
+                # Inside the slot: a release queued behind this one must not
+                # see how long it took unpadded.
+                _pad(started, self.limits.release_quantum_seconds)
+        TRIMMER.poke()
         self._store.set_release_value(job.id, request.index, value)
         return value
 
@@ -606,3 +613,11 @@ class _Trimmer(threading.Thread):
 
 
 TRIMMER = _Trimmer()
+
+
+def _cores() -> int:
+    """Cores this process may run on (a container's share, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 2

@@ -156,6 +156,7 @@ _GET_RELEASES = (
     .order_by(releases_table.c.idx)
 )
 _INSERT_JOB = insert(jobs_table)
+_STATE = select(jobs_table.c.state).where(jobs_table.c.id == bindparam("b_id"))
 _MARK_RUNNING = (
     update(jobs_table)
     .where(jobs_table.c.id == bindparam("b_id"), jobs_table.c.state == JobState.QUEUED.value)
@@ -274,6 +275,12 @@ class JobStore:
                 )
             ).first()
         return None if row is None else self.get(row.id)
+
+    def is_final(self, job_id: str) -> bool:
+        """Whether the job has ended (or is unknown), as the database says now."""
+        with self._engine.connect() as conn:
+            state = conn.execute(_STATE, {"b_id": job_id}).scalar()
+        return state is None or JobState(state).final
 
     def mark_running(self, job_id: str) -> bool:
         """QUEUED → RUNNING; False if the job is no longer queued (e.g. cancelled)."""

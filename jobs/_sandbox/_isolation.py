@@ -81,7 +81,6 @@ ALLOWED_SYSCALLS: dict[str, tuple[str, ...]] = {
         "dup",
         "dup2",
         "dup3",
-        "fcntl",
         "poll",
         "ppoll",
         "select",
@@ -114,15 +113,25 @@ ALLOWED_SYSCALLS: dict[str, tuple[str, ...]] = {
     "ending": ("exit", "exit_group"),
 }
 
-#: Calls allowed only with some arguments: (name, argument index, mask, value),
-#: allowed when ``argument & mask == value``. ``newfstatat``/``statx``: on a
-#: descriptor only (``AT_EMPTY_PATH``; glibc's ``fstat``), not on a path, which
-#: would tell a file's size and time (the ledger's changes at every debit).
-#: ``prlimit64``: reading limits only (no new limit).
-ALLOWED_WITH_ARGUMENTS: tuple[tuple[str, int, int, int], ...] = (
-    ("newfstatat", 3, AT_EMPTY_PATH, AT_EMPTY_PATH),
-    ("statx", 2, AT_EMPTY_PATH, AT_EMPTY_PATH),
-    ("prlimit64", 2, 0xFFFFFFFFFFFFFFFF, 0),
+#: Calls allowed only with some arguments: (name, ((argument index, mask,
+#: value), ...)), allowed when every ``argument & mask == value``.
+#: ``newfstatat``/``statx``: with ``AT_EMPTY_PATH`` (glibc's ``fstat``). The
+#: kernel ignores that flag when a path is given, and seccomp cannot read
+#: paths, so this does not stop a ``stat`` of a path: the filesystem layer is
+#: what hides the data directory and ``/proc``. ``fcntl``: reading and setting
+#: descriptor flags and duplicating only -- not ``F_SETOWN``/``F_SETSIG``, with
+#: which a write to the worker's pipe would signal any process of its uid.
+#: ``prlimit64``: reading this process's own limits only.
+_ALL = 0xFFFFFFFFFFFFFFFF
+ALLOWED_WITH_ARGUMENTS: tuple[tuple[str, tuple[tuple[int, int, int], ...]], ...] = (
+    ("newfstatat", ((3, AT_EMPTY_PATH, AT_EMPTY_PATH),)),
+    ("statx", ((2, AT_EMPTY_PATH, AT_EMPTY_PATH),)),
+    *(
+        ("fcntl", ((1, _ALL, command),))
+        # F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_DUPFD_CLOEXEC
+        for command in (0, 1, 2, 3, 1030)
+    ),
+    ("prlimit64", ((0, _ALL, 0), (2, _ALL, 0))),
 )
 
 #: Who a worker becomes when the server runs as root: ``nobody``.
@@ -151,15 +160,15 @@ def isolate_network() -> str:
 
 
 def hide_directory(path: str | None) -> str:
-    """Hide ``path`` and ``/proc`` in a private mount namespace; drop root.
+    """Hide ``path`` and ``/proc`` in a private mount namespace.
 
     ``path`` (the server's data directory) and ``/proc`` are each covered with
     an empty read-only tmpfs: no Parquet file, no SQLite ledger, and no
     ``/proc/<server>/mem``, ``environ`` or ``cmdline`` (the server's memory
-    holds the data; its command line may hold a database password). Then, if
-    the process is root, it becomes ``nobody``, so that what root alone may
-    read (``/etc/shadow``, the PostgreSQL cluster, a 0600 TLS key) is out of
-    reach too. "active" or why not.
+    holds the data; its command line may hold a database password). `apply`
+    then drops root (`drop_root`), so that what root alone may read
+    (``/etc/shadow``, the PostgreSQL cluster, a 0600 TLS key) is out of reach
+    too. "active" or why not.
     """
     if not path:
         return "unavailable: the server did not name its data directory"
@@ -176,14 +185,50 @@ def hide_directory(path: str | None) -> str:
         if libc.mount(b"tmpfs", where, b"tmpfs", flags, b"size=4k,mode=000") != 0:
             why = os.strerror(ctypes.get_errno())
             return f"unavailable: mounting over {what} failed: {why}"
-    if os.geteuid() == 0:
-        try:
-            os.setgroups([])
-            os.setresgid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED)
-            os.setresuid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED)
-        except OSError as failure:
-            return f"unavailable: dropping root failed: {failure.strerror}"
+    if os.geteuid() != 0:
+        # In a user namespace the worker holds every capability over its own
+        # mounts, and could unmount the covers: it gives them all up.
+        err = _drop_capabilities()
+        if err:
+            return f"unavailable: dropping capabilities failed: {os.strerror(err)}"
     return "active"
+
+
+def _drop_capabilities() -> int:
+    """Clear this process's capability sets (``capset``); 0, or the errno."""
+
+    class Header(ctypes.Structure):
+        _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+    class Data(ctypes.Structure):
+        _fields_ = (
+            ("effective", ctypes.c_uint32),
+            ("permitted", ctypes.c_uint32),
+            ("inheritable", ctypes.c_uint32),
+        )
+
+    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+    data = (Data * 2)()  # all zero
+    if _libc().capset(ctypes.byref(header), data) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
+def drop_root() -> str | None:
+    """Become ``nobody`` if root: None, or why it failed.
+
+    Done whatever became of the other layers: root is exempt from the process
+    limit and may read every file.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        os.setgroups([])
+        os.setresgid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED)
+        os.setresuid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED)
+    except OSError as failure:
+        return f"dropping root failed: {failure.strerror}"
+    return None
 
 
 def install_seccomp() -> str:
@@ -203,8 +248,9 @@ def install_seccomp() -> str:
         for names in ALLOWED_SYSCALLS.values():
             for name in names:
                 _allow(flt, seccomp, name)
-        for name, index, mask, value in ALLOWED_WITH_ARGUMENTS:
-            _allow(flt, seccomp, name, seccomp.Arg(index, seccomp.MASKED_EQ, mask, value))
+        for name, conditions in ALLOWED_WITH_ARGUMENTS:
+            args = [seccomp.Arg(i, seccomp.MASKED_EQ, mask, value) for i, mask, value in conditions]
+            _allow(flt, seccomp, name, *args)
         flt.load()
     except Exception as err:  # the kernel refused the filter
         return f"unavailable: loading the filter failed ({type(err).__name__}: {err})"
@@ -219,8 +265,9 @@ def _allow(flt: Any, seccomp: Any, name: str, *args: Any) -> None:
 
 def apply(data_dir: str | None) -> dict[str, str]:
     """Apply every layer; each one's status ("active", or "unavailable: why")."""
-    return {
-        "network": isolate_network(),
-        "filesystem": hide_directory(data_dir),
-        "seccomp": install_seccomp(),
-    }
+    network = isolate_network()
+    filesystem = hide_directory(data_dir)
+    failed = drop_root()
+    if failed is not None and filesystem == "active":
+        filesystem = f"unavailable: {failed}"
+    return {"network": network, "filesystem": filesystem, "seccomp": install_seccomp()}

@@ -133,8 +133,10 @@ def _kill(proc: _Worker) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         # A forked worker killed before its setsid() is not a group leader yet.
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(proc.pid, signal.SIGKILL)
+    except PermissionError:  # a worker that became nobody, of a non-root host: gone
+        pass
 
 
 def run_worker(
@@ -338,15 +340,23 @@ class _ForkServer:
                     if waiter is not None:
                         waiter.append(message)
                         waiter[0].set()
-        with self._lock:  # the template is gone: so are its children
+        with self._lock:  # the template is gone: its children must go too
             self.alive = False
             for pid, event in self._exited.items():
                 if not event.is_set():
+                    # Still alive (not reaped: its pid is still its own), now
+                    # adopted by init: kill it here, nobody else can.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
                     self._status.setdefault(pid, -signal.SIGKILL)
                     event.set()
             for waiter in self._pending.values():
                 waiter[0].set()
             self._pending.clear()
+            spares = list(self._spares)
+            self._spares.clear()
+        for item in spares:  # their pipes and directories
+            _REAPER.put(item)
 
     def spawn(self, workdir: str) -> _Forked:
         """Fork a worker working in ``workdir``, on two new pipes."""

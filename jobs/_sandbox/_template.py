@@ -20,8 +20,11 @@ ends (``S`` as `os.waitstatus_to_exitcode`: negative for a signal).
 from __future__ import annotations
 
 import contextlib
+import encodings
+import importlib
 import json
 import os
+import pkgutil
 import select
 import signal
 import socket
@@ -29,6 +32,12 @@ import sys
 
 # Everything a worker needs (the seccomp binding included), imported once here.
 from . import _worker
+
+# Every text codec too: a worker cannot import one once isolated (no `open`),
+# and "abc".encode("cp1252") in a script should work, not fail as unknown.
+for _codec in sorted({m.name for m in pkgutil.iter_modules(encodings.__path__)}):
+    with contextlib.suppress(Exception):  # a platform's own (mbcs, oem) is absent
+        importlib.import_module(f"encodings.{_codec}")
 
 
 def _child(control: socket.socket, fds: list[int], workdir: str) -> None:

@@ -9,6 +9,7 @@ replica that restarts fails only the jobs it left unfinished.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_two_replicas_spend_one_budget_exactly(replicas) -> None:
     job_of_a = outcomes[0][0]
     with Client(addresses[1], token) as client:
         assert client.get_job(job_of_a).state == outcomes[0][1]
+        assert [j.state for j in client.watch_job(job_of_a)] == [outcomes[0][1]]
         [budget] = client.budget()
     assert (budget.epsilon_spent, budget.epsilon_remaining) == (Decimal("1.0"), 0)
 
@@ -89,3 +91,32 @@ def test_a_restarting_replica_fails_only_its_own_unfinished_jobs(replicas) -> No
     assert a.job_store.fail_unfinished("a restarted") == 1
     assert a.job_store.get("left-by-a").state == JobState.FAILED
     assert a.job_store.get("left-by-b").state == JobState.QUEUED
+
+
+def test_a_cancel_through_the_other_replica_stops_the_charges(replicas) -> None:
+    """The running replica checks the job before each debit: a cancel made
+    elsewhere ends the job there at its next release, charging nothing more."""
+    addresses, apps, token = replicas
+    looping = (
+        "i = 0\n"
+        "while i < 200:\n"
+        "    release(dataset().count(), epsilon=0.001)\n"
+        "    x = 0\n"
+        "    while x < 200000:\n"
+        "        x = x + 1\n"
+        "    i = i + 1\n"
+    )
+    with Client(addresses[0], token) as on_a, Client(addresses[1], token) as on_b:
+        job = on_a.submit(looping, "stays", wait=False)
+        deadline = time.monotonic() + 30
+        while not on_a.get_job(job.job_id).releases:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        on_b.cancel_job(job.job_id)
+        charged_then = len(apps[0].ledger.entries(job_id=job.job_id))
+        final = [j for j in on_a.watch_job(job.job_id)][-1]
+    assert final.state == "CANCELLED"
+    time.sleep(1.0)  # a replica still running it would go on charging
+    charged = len(apps[0].ledger.entries(job_id=job.job_id))
+    assert charged <= charged_then + 1  # at most the release already past its check
+    assert charged < 200

@@ -164,7 +164,11 @@ def test_the_filesystem_layer_alone_hides_data_and_the_server_memory(tmp_path: P
             "uid": os.geteuid(),
         }
 
-    report = _in_child(lambda: isolation.hide_directory(str(data_dir)), attempts)
+    def layer() -> str:
+        status = isolation.hide_directory(str(data_dir))
+        return status if isolation.drop_root() is None else "root kept"
+
+    report = _in_child(layer, attempts)
     assert report["status"] == "active", report
     assert report["read data"] is False
     assert report["list data"] is False
@@ -193,6 +197,8 @@ def test_the_seccomp_allow_list_refuses_everything_it_does_not_name(tmp_path: Pa
             ),
             "read a limit": _could(lambda: resource.getrlimit(resource.RLIMIT_NOFILE)),
             "fstat its own pipe": _could(lambda: os.fstat(1)),
+            # F_SETOWN: a later write to the pipe would signal that process.
+            "own a pipe for signals": _could(lambda: _set_owner(host)),
             "read the clock": _could(time.time),
         }
 
@@ -208,5 +214,54 @@ def test_the_seccomp_allow_list_refuses_everything_it_does_not_name(tmp_path: Pa
         "change a limit": False,
         "read a limit": True,
         "fstat its own pipe": True,
+        "own a pipe for signals": False,
         "read the clock": True,
     }
+
+
+def _set_owner(pid: int) -> None:
+    import fcntl
+
+    read, write = os.pipe()
+    os.close(write)
+    try:
+        fcntl.fcntl(read, fcntl.F_SETOWN, pid)
+    finally:
+        os.close(read)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becomes an unprivileged user first")
+def test_a_non_root_worker_cannot_unmount_the_covers() -> None:
+    """As a non-root server's worker (user namespace): the covers hold without seccomp."""
+    import ctypes
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp())  # in /tmp: reachable by the unprivileged user
+    data_dir = base / "data"
+    data_dir.mkdir()
+    secret = data_dir / "rows.parquet"
+    secret.write_text("confidential")
+    for path in (base, data_dir, secret):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    def layer() -> str:
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        return isolation.isolate_network() + " " + isolation.hide_directory(str(data_dir))
+
+    def attempts() -> dict[str, Any]:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return {
+            "unmount data": libc.umount2(str(data_dir).encode(), 2) == 0,
+            "unmount /proc": libc.umount2(b"/proc", 2) == 0,
+            "read data": _could(secret.read_text),
+        }
+
+    try:
+        report = _in_child(layer, attempts)
+    finally:
+        shutil.rmtree(base)
+    assert report.pop("status") == "active active"
+    assert report == {"unmount data": False, "unmount /proc": False, "read data": False}

@@ -663,6 +663,8 @@ def test_each_job_is_a_new_child_of_the_template_which_survives_its_own_death() 
     assert server is not None and server.alive
     assert len(seen) == 3 and len(set(seen)) == 3  # a fresh process every time
     assert server._proc.pid not in seen  # the template itself never runs a script
+    spares = _runner.spare_pids()
+    assert len(spares) == _runner.SPARES
     os.killpg(server._proc.pid, signal.SIGKILL)  # the template dies
     server._proc.wait()
     deadline = time.monotonic() + 5
@@ -670,3 +672,16 @@ def test_each_job_is_a_new_child_of_the_template_which_survives_its_own_death() 
         time.sleep(0.01)
     assert run('result["x"] = 1')[0].result == {"x": 1}  # a new template takes over
     assert _runner._fork_server() is not server
+    assert _runner._REAPER.wait_idle()
+    for pid in spares:  # the dead template's spares went with it (killed, maybe unreaped)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                assert fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            pass
+
+
+def test_text_codecs_work_although_the_worker_cannot_import() -> None:
+    """The template imports every codec: a worker cannot open a module file."""
+    outcome, _ = run('result["n"] = len("abcé".encode("cp1252")) + len("ж".encode("koi8_r"))')
+    assert outcome.result == {"n": 5}
