@@ -143,15 +143,20 @@ def latency(server: Server, jobs: int) -> dict[str, float]:
     return out
 
 
-def throughput(server: Server, clients: int, seconds: float) -> float:
-    """Small jobs completed per second with ``clients`` concurrent clients."""
+def throughput(addresses: list[str], token: str, clients: int, seconds: float) -> tuple[float, int]:
+    """Small jobs/s with ``clients`` clients spread over ``addresses``; jobs finished in all.
+
+    Each client runs one job first (its channel warm), then as many as it can
+    until ``seconds`` have passed since all were ready.
+    """
     done = [0] * clients
     start_at = threading.Barrier(clients + 1)
     stop = threading.Event()
 
     def client(i: int) -> None:
-        with Client(server.address, server.researcher) as c:
-            c.run(SMALL, "small")  # warm the channel
+        with Client(addresses[i % len(addresses)], token) as c:
+            c.run(SMALL, "small")
+            done[i] += 1
             start_at.wait()
             while not stop.is_set():
                 c.run(SMALL, "small")
@@ -161,14 +166,15 @@ def throughput(server: Server, clients: int, seconds: float) -> float:
     for t in threads:
         t.start()
     start_at.wait()
+    before = sum(done)
     began = time.perf_counter()
     time.sleep(seconds)
-    stop.set()
-    counted = sum(done)
+    counted = sum(done) - before
     elapsed = time.perf_counter() - began
+    stop.set()
     for t in threads:
         t.join()
-    return counted / elapsed
+    return counted / elapsed, sum(done)
 
 
 def _kib(pid: int, field: str, file: str = "status") -> int:
@@ -244,7 +250,9 @@ def run(
     try:
         with serving(tmp, {"big": big_rows, "small": 10_000}, max_jobs=4, tag="a") as server:
             lat = latency(server, jobs)
-            rates = {n: throughput(server, n, seconds) for n in clients}
+            rates = {
+                n: throughput([server.address], server.researcher, n, seconds)[0] for n in clients
+            }
         with serving(tmp, {"huge": huge_rows}, max_jobs=concurrent, tag="b") as server:
             mem = memory(server, concurrent)
     finally:

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ROOT, machine, schema_text, write_dataset
+from bench.jobs_e2e import throughput
 from bench.ledger_debits import _postgres_url
 from enclave import Client
 from enclave._app import Enclave
 
-SMALL = 'result["n"] = release(dataset().count(), epsilon=0.001).value\n'
 EPSILON = Decimal("0.001")
 
 
@@ -56,36 +55,6 @@ def replica(data_dir: Path, url: str, name: str, tmp: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def throughput(addresses: list[str], token: str, clients: int, seconds: float) -> tuple[float, int]:
-    """Jobs/s with ``clients`` clients spread over ``addresses``; jobs finished in all."""
-    done = [0] * clients
-    barrier = threading.Barrier(clients + 1)
-    stop = threading.Event()
-
-    def client(i: int) -> None:
-        with Client(addresses[i % len(addresses)], token) as c:
-            c.run(SMALL, "small")
-            done[i] += 1
-            barrier.wait()
-            while not stop.is_set():
-                c.run(SMALL, "small")
-                done[i] += 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    before = sum(done)
-    began = time.perf_counter()
-    time.sleep(seconds)
-    counted = sum(done) - before
-    elapsed = time.perf_counter() - began
-    stop.set()
-    for t in threads:
-        t.join()
-    return counted / elapsed, sum(done)
 
 
 def main() -> None:

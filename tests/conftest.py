@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,6 +137,51 @@ def server(
         provider.register_dataset("stays", data, schema)
     yield Server(address, app, running, admin_token, provider_token, dpo_token, itertools.count(1))
     running.stop(grace=5)
+
+
+@dataclass
+class OwnServer:
+    """A test's own server (settings of its own), with "stays" granted to "alice"."""
+
+    address: str
+    researcher: str
+    app: Any
+    running: Any
+
+
+@pytest.fixture
+def own_server(
+    tmp_path: Path, dataset_files: tuple[Path, Path]
+) -> Iterator[Callable[..., OwnServer]]:
+    """Start a server with the given `start_server` settings (limits, caps...).
+
+    The provider "prov" registers "stays"; researcher "alice" gets ε = 5 on it.
+    """
+    from enclave import Client
+    from enclave._app import Enclave
+    from enclave._server import start_server
+
+    started: list[OwnServer] = []
+
+    def start(**settings: Any) -> OwnServer:
+        app = Enclave(tmp_path / f"server{len(started)}")
+        _admin, admin_token = app.principals.create("root", "admin", created_by="test")
+        running = start_server(app, "127.0.0.1:0", insecure=True, **settings)
+        address = f"127.0.0.1:{running.port}"
+        with Client(address, admin_token) as admin:
+            provider = admin.create_principal("prov", "provider")
+            researcher = admin.create_principal("alice", "researcher")
+        data, schema = dataset_files
+        with Client(address, provider) as c:
+            c.register_dataset("stays", data, schema)
+            c.grant("stays", "alice", 5)
+        started.append(OwnServer(address, researcher, app, running))
+        return started[-1]
+
+    yield start
+    for own in started:
+        own.running.stop(grace=1)
+        own.app.close()
 
 
 @pytest.fixture(scope="module")

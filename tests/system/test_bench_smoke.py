@@ -63,3 +63,18 @@ def test_make_bench_runs_every_suite_at_tiny_size(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert report.read_text().count("<!-- bench:sandbox:begin") == 1
+
+
+def test_replicas_benchmark_runs_at_tiny_size(postgres) -> None:
+    """bench/replicas.py (docs/scaling.md): two replicas on one PostgreSQL ledger."""
+    bench = [sys.executable, str(ROOT / "bench" / "replicas.py"), "--seconds", "1"]
+    with postgres.database() as url:
+        done = subprocess.run(
+            [*bench, "--clients", "2", "--postgres-url", url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "| 2 replicas |" in done.stdout
+    assert done.stdout.count("| exact |") == 2  # the ledger matched the finished jobs

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from enclave import Client
-from enclave._app import Enclave
-from enclave._server import start_server
 from enclave.v1 import enclave_pb2 as pb
 from jobs import Limits
 
@@ -27,27 +23,10 @@ FOREVER = "x = 0\nwhile x >= 0:\n    x = x + 1\n"
 
 
 @pytest.fixture
-def one_slot(tmp_path: Path, dataset_files) -> Iterator[tuple[str, str]]:
-    app = Enclave(tmp_path)
-    _admin, admin_token = app.principals.create("root", "admin", created_by="test")
-    running = start_server(
-        app,
-        "127.0.0.1:0",
-        insecure=True,
-        limits=Limits(cpu_seconds=60, memory_mb=256, wall_seconds=60),
-        max_concurrent_jobs=1,
-    )
-    address = f"127.0.0.1:{running.port}"
-    data, schema = dataset_files
-    with Client(address, admin_token) as admin:
-        provider = admin.create_principal("prov", "provider")
-        researcher = admin.create_principal("alice", "researcher")
-    with Client(address, provider) as c:
-        c.register_dataset("stays", data, schema)
-        c.grant("stays", "alice", 5)
-    yield address, researcher
-    running.stop(grace=1)
-    app.close()
+def one_slot(own_server) -> tuple[str, str]:
+    limits = Limits(cpu_seconds=60, memory_mb=256, wall_seconds=60)
+    own = own_server(limits=limits, max_concurrent_jobs=1)
+    return own.address, own.researcher
 
 
 def test_one_call_returns_the_finished_job(one_slot) -> None:

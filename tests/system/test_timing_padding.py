@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 
 from enclave import Client, JobFailed
 from enclave._app import Enclave
-from enclave._server import start_server
 from jobs import Limits
 from jobs._service import _pad
 
@@ -37,27 +35,10 @@ def test_no_quantum_means_no_wait() -> None:
 
 
 @pytest.fixture
-def padded(tmp_path: Path, dataset_files) -> Iterator[tuple[str, str, Enclave]]:
-    app = Enclave(tmp_path)
-    _admin, admin_token = app.principals.create("root", "admin", created_by="test")
-    running = start_server(
-        app,
-        "127.0.0.1:0",
-        insecure=True,
-        limits=Limits(
-            cpu_seconds=10, memory_mb=256, wall_seconds=30, release_quantum_seconds=QUANTUM
-        ),
-    )
-    address = f"127.0.0.1:{running.port}"
-    data, schema = dataset_files
-    with Client(address, admin_token) as admin:
-        provider = admin.create_principal("prov", "provider")
-        researcher = admin.create_principal("alice", "researcher")
-    with Client(address, provider) as client:
-        client.register_dataset("stays", data, schema)
-        client.grant("stays", "alice", 5)
-    yield address, researcher, app
-    running.stop(grace=1)
+def padded(own_server) -> tuple[str, str, Enclave]:
+    limits = Limits(cpu_seconds=10, memory_mb=256, wall_seconds=30, release_quantum_seconds=QUANTUM)
+    own = own_server(limits=limits)
+    return own.address, own.researcher, own.app
 
 
 def test_every_release_of_a_job_takes_whole_quanta(padded: tuple[str, str, Enclave]) -> None:
