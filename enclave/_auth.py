@@ -176,6 +176,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.CatalogService/ListDatasets": frozenset({R, P, D, A}),
     "/enclave.v1.CatalogService/DescribeDataset": frozenset({R, P, D, A}),
     "/enclave.v1.CatalogService/RegisterDataset": frozenset({P}),
+    "/enclave.v1.CatalogService/UploadDataset": frozenset({P}),
     "/enclave.v1.CatalogService/GrantAccess": frozenset({P}),
     "/enclave.v1.CatalogService/RevokeAccess": frozenset({P}),
     "/enclave.v1.CatalogService/SetPolicy": frozenset({P}),
@@ -300,4 +301,23 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
-        return handler  # pragma: no cover - no client-streaming methods yet
+        if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                reset = _current.set(authorise(context))
+                try:
+                    return inner_su(requests, context)
+                except _status.DOMAIN_ERRORS as err:
+                    _abort(context, err)
+                except Exception as err:
+                    if context.code() is None:
+                        _abort(context, err)
+                    raise
+                finally:
+                    _current.reset(reset)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # pragma: no cover - no bidirectional methods

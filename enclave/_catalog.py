@@ -9,10 +9,12 @@ metadata) is stored in the database as JSON.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from jobs import (
 )
 from jobs._service import TRIMMER
 
-from ._errors import AlreadyExists, InvalidArgument
+from ._errors import AlreadyExists, InvalidArgument, UploadCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ datasets_table = Table(
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-FORMATS = ("csv", "parquet")
+FORMATS = ("csv", "parquet", "ndjson")
 #: Looked up at every release: built once.
 _BY_NAME = select(datasets_table).where(datasets_table.c.name == bindparam("b_name"))
 
@@ -92,6 +94,8 @@ def read_table(path: Path, fmt: str) -> Any:
             return pl.read_csv(path, infer_schema=False, encoding="utf8")
         if fmt == "parquet":
             return pl.read_parquet(path)
+        if fmt == "ndjson":
+            return pl.read_ndjson(path)
     except Exception as err:  # polars raises many types for unreadable input
         raise DataMismatch(f"could not read the {fmt} file: {err}") from err
     raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -201,6 +205,50 @@ class Catalog:
             path=self._root / row["file"],
             created_at=row["created_at"],
         )
+
+
+#: Most bytes one streamed upload may carry (a file system's worth of guard).
+MAX_UPLOAD_BYTES = 64 * 1024**3
+
+
+def receive_upload(
+    chunks: Iterator[bytes], folder: Path, suffix: str, size: int
+) -> tuple[Path, str]:
+    """Stream ``chunks`` to a private file in ``folder``; the file and its hex SHA-256.
+
+    Memory stays bounded by one chunk whatever the file's size. The caller
+    checks the digest and deletes the file when done; if anything goes wrong
+    here, the partial file is deleted before raising.
+
+    Raises:
+        UploadCorrupt: more bytes than announced, or than `MAX_UPLOAD_BYTES`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"upload-{uuid.uuid4().hex}.{suffix}"
+    digest = hashlib.sha256()
+    received = 0
+    limit = size if size > 0 else MAX_UPLOAD_BYTES
+    try:
+        with open(path, "wb") as fh:
+            for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise UploadCorrupt(
+                        f"the upload sent more than the {limit:,} bytes it announced; nothing "
+                        "was registered"
+                    )
+                digest.update(chunk)
+                fh.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size > 0 and received != size:
+        path.unlink(missing_ok=True)
+        raise UploadCorrupt(
+            f"the upload announced {size:,} bytes but sent {received:,}; nothing was registered: "
+            "upload again"
+        )
+    return path, digest.hexdigest()
 
 
 def copy_upload(data: bytes, folder: Path, suffix: str) -> Path:

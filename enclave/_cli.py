@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -150,10 +151,15 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dataset", help="provider commands").add_subparsers(
         dest="dataset", required=True
     )
-    r = d.add_parser("register", help="register a CSV or Parquet file with its schema")
-    r.add_argument("name")
-    r.add_argument("--file", type=Path, required=True)
-    r.add_argument("--schema", type=Path, required=True)
+    for command, text in (
+        ("upload", "upload a CSV, Parquet or NDJSON file with its schema (streamed, checksummed)"),
+        ("register", "the same as upload"),
+    ):
+        r = d.add_parser(command, help=text)
+        r.add_argument("name")
+        r.add_argument("--file", type=Path, required=True)
+        r.add_argument("--schema", type=Path, required=True)
+        r.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
     g = d.add_parser(
         "grant", help="grant a researcher access with a budget cap (epsilon, or rho for zCDP)"
     )
@@ -395,8 +401,11 @@ def _run(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         if args.command == "dataset":
-            if args.dataset == "register":
-                info = client.register_dataset(args.name, args.file, args.schema)
+            if args.dataset in ("upload", "register"):
+                bar = None if args.quiet else _ProgressBar(args.file.name)
+                info = client.register_dataset(args.name, args.file, args.schema, progress=bar)
+                if bar is not None:
+                    bar.done()
                 print(f"registered {info.name} ({len(info.columns)} columns)")
                 if info.rows_dropped:
                     print(
@@ -699,6 +708,33 @@ def _utc_datetime(text: str) -> dt.datetime:
             f"{text!r} is not an ISO 8601 date or time (e.g. 2027-06-30T18:00)"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def __call__(self, sent: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and sent < total:
+            return
+        self._last = now
+        share = sent / total if total else 1.0
+        filled = int(30 * share)
+        rate = sent / max(now - self._started, 1e-6) / 1024**2
+        sys.stderr.write(
+            f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} "
+            f"{sent / 1024**2:,.1f}/{total / 1024**2:,.1f} MiB {rate:,.1f} MiB/s"
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 #: Polars' allocator (jemalloc) keeps what a release or an upload freed: with

@@ -12,10 +12,11 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -440,6 +441,16 @@ def _pem(path: str | Path | None, what: str) -> bytes | None:
         raise InvalidArgument(f"cannot read the {what} {path}: {err.strerror}") from None
 
 
+#: File suffix -> upload format.
+UPLOAD_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+
+
 class Client:
     """A connection to an Enclave server.
 
@@ -658,19 +669,46 @@ class Client:
 
     # --- providers --------------------------------------------------------------------
 
-    def register_dataset(self, name: str, file: Path, schema: Path | str) -> pb.DatasetInfo:
-        """Upload a CSV or Parquet file with its schema TOML (a path or the text)."""
+    def register_dataset(
+        self,
+        name: str,
+        file: Path,
+        schema: Path | str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        chunk_size: int = 1024 * 1024,
+    ) -> pb.DatasetInfo:
+        """Upload a CSV, Parquet or NDJSON file with its schema TOML (a path or the text).
+
+        The file is streamed in chunks (`UploadDataset`), never held in memory
+        whole, with its SHA-256 last: a corrupted or interrupted upload registers
+        nothing and may simply be retried. ``progress(sent, total)`` is called
+        after each chunk.
+        """
         file = Path(file)
-        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(file.suffix.lower())
+        fmt = UPLOAD_FORMATS.get(file.suffix.lower())
         if fmt is None:
-            raise InvalidArgument(f"{file}: expected a .csv or .parquet file")
+            raise InvalidArgument(f"{file}: expected a .csv, .parquet or .ndjson (.jsonl) file")
         schema_text = Path(schema).read_text() if isinstance(schema, Path) else schema
-        info: pb.DatasetInfo = self._call(
-            self._catalog.RegisterDataset,
-            pb.RegisterDatasetRequest(
-                name=name, schema_toml=schema_text, format=fmt, data=file.read_bytes()
-            ),
-        )
+        total = file.stat().st_size
+
+        def parts() -> Iterator[pb.UploadDatasetRequest]:
+            header = pb.UploadHeader(name=name, schema_toml=schema_text, format=fmt, size=total)
+            yield pb.UploadDatasetRequest(header=header)
+            digest = hashlib.sha256()
+            sent = 0
+            with open(file, "rb") as fh:
+                while chunk := fh.read(chunk_size):
+                    digest.update(chunk)
+                    sent += len(chunk)
+                    yield pb.UploadDatasetRequest(chunk=chunk)
+                    if progress is not None:
+                        progress(sent, total)
+            trailer = pb.UploadTrailer(sha256=digest.hexdigest())
+            yield pb.UploadDatasetRequest(trailer=trailer)
+
+        # No deadline: a large file takes as long as the network needs.
+        info: pb.DatasetInfo = self._catalog.UploadDataset(parts(), metadata=self._metadata)
         return info
 
     def grant(

@@ -46,6 +46,10 @@ class InvalidArgument(EnclaveError):
     """A malformed request."""
 
 
+class UploadCorrupt(EnclaveError):
+    """An upload whose bytes are not what the client says it sent (checksum, size)."""
+
+
 class JobFailed(EnclaveError):
     """Raised by the client when a job it waited for did not succeed.
 

@@ -25,8 +25,8 @@ from jobs import DatasetHandle, JobRecord, JobState, ReleaseRecord, zcdp_epsilon
 
 from ._app import Enclave
 from ._auth import Role, current_principal
-from ._catalog import DatasetEntry, copy_upload
-from ._errors import InvalidArgument, NotFound, PermissionDenied
+from ._catalog import FORMATS, DatasetEntry, copy_upload, receive_upload
+from ._errors import InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
 from ._format import amount
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
@@ -293,8 +293,10 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
     ) -> pb.DatasetInfo:
         caller = current_principal()
         fmt = request.format.lower()
-        if fmt not in ("csv", "parquet"):
-            raise InvalidArgument(f"format must be csv or parquet, got {request.format!r}")
+        if fmt not in FORMATS:
+            raise InvalidArgument(
+                f"format must be one of {', '.join(FORMATS)}, got {request.format!r}"
+            )
         upload: Path = copy_upload(request.data, self._app.data_dir / "uploads", fmt)
         try:
             entry, truncation = self._app.catalog.register(
@@ -305,6 +307,57 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         info = dataset_to_proto(entry)
         # Computed from the data: for the registering provider only, never in
         # DescribeDataset or ListDatasets.
+        info.rows_dropped = truncation.rows_dropped
+        info.persons_truncated = truncation.persons_truncated
+        return info
+
+    def UploadDataset(
+        self, requests: Iterator[pb.UploadDatasetRequest], context: grpc.ServicerContext
+    ) -> pb.DatasetInfo:
+        caller = current_principal()
+        first = next(requests, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("an upload starts with its header (name, schema, format)")
+        header = first.header
+        fmt = header.format.lower()
+        if fmt not in FORMATS:
+            raise InvalidArgument(
+                f"format must be one of {', '.join(FORMATS)}, got {header.format!r}"
+            )
+        if header.size < 0:
+            raise InvalidArgument("size must be the file's size in bytes, or 0")
+        trailer: list[pb.UploadTrailer] = []
+
+        def chunks() -> Iterator[bytes]:
+            for part in requests:
+                kind = part.WhichOneof("part")
+                if kind == "chunk":
+                    if trailer:
+                        raise InvalidArgument("a chunk came after the upload's trailer")
+                    yield part.chunk
+                elif kind == "trailer":
+                    trailer.append(part.trailer)
+                else:
+                    raise InvalidArgument("an upload has one header, first")
+
+        upload, digest = receive_upload(chunks(), self._app.data_dir / "uploads", fmt, header.size)
+        try:
+            if not trailer:
+                raise InvalidArgument(
+                    "the upload ended before its trailer (the file's SHA-256): it was "
+                    "interrupted; nothing was registered, upload again"
+                )
+            if trailer[0].sha256.lower() != digest:
+                raise UploadCorrupt(
+                    "the file's SHA-256 does not match what arrived: it was corrupted or "
+                    "changed during the upload; nothing was registered, upload again"
+                )
+            entry, truncation = self._app.catalog.register(
+                header.name, caller.name, header.schema_toml, upload, fmt
+            )
+        finally:
+            upload.unlink(missing_ok=True)
+        info = dataset_to_proto(entry)
         info.rows_dropped = truncation.rows_dropped
         info.persons_truncated = truncation.persons_truncated
         return info

@@ -21,6 +21,7 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (e.NotFound, grpc.StatusCode.NOT_FOUND),
     (e.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (e.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.UploadCorrupt, grpc.StatusCode.DATA_LOSS),
     (budget.InvalidAmount, grpc.StatusCode.INVALID_ARGUMENT),
     (budget.NoGrant, grpc.StatusCode.PERMISSION_DENIED),
     (budget.BudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -338,6 +338,11 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.RegisterDatasetRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
                 _registered_method=True)
+        self.UploadDataset = channel.stream_unary(
+                '/enclave.v1.CatalogService/UploadDataset',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.UploadDatasetRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
+                _registered_method=True)
         self.GrantAccess = channel.unary_unary(
                 '/enclave.v1.CatalogService/GrantAccess',
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
@@ -377,6 +382,15 @@ class CatalogServiceServicer:
 
     def RegisterDataset(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadDataset(self, request_iterator, context):
+        """The same, streamed: a header, the file in chunks, then its SHA-256. Files
+        of any size travel in bounded memory; a stream that ends without the
+        trailer, or whose checksum differs, registers nothing and can be retried.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -423,6 +437,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
             'RegisterDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterDataset,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.RegisterDatasetRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.SerializeToString,
+            ),
+            'UploadDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadDataset,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.UploadDatasetRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.SerializeToString,
             ),
             'GrantAccess': grpc.unary_unary_rpc_method_handler(
@@ -526,6 +545,33 @@ class CatalogService:
             target,
             '/enclave.v1.CatalogService/RegisterDataset',
             enclave_dot_v1_dot_enclave__pb2.RegisterDatasetRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/enclave.v1.CatalogService/UploadDataset',
+            enclave_dot_v1_dot_enclave__pb2.UploadDatasetRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
             options,
             channel_credentials,

@@ -236,3 +236,37 @@ def test_register_refuses_data_that_does_not_match_its_schema(
     assert "'nights'" in done.stderr and "'repeat'" in done.stderr
     with Client(address, provider) as c:
         assert c.datasets() == []
+
+
+def test_dataset_upload_streams_with_a_progress_bar(served, dataset_files) -> None:
+    _proc, address, admin = served
+    data, schema = dataset_files
+    provider = cli(
+        "admin", "create-principal", "up", "--role", "provider", token=admin, address=address
+    ).stdout.strip()
+    done = cli(
+        "dataset",
+        "upload",
+        "uploaded",
+        "--file",
+        str(data),
+        "--schema",
+        str(schema),
+        token=provider,
+        address=address,
+    )
+    assert "registered uploaded" in done.stdout
+    assert "100.0%" in done.stderr and "MiB" in done.stderr  # the bar, on stderr
+    quiet = cli(
+        "dataset",
+        "upload",
+        "again",
+        "--file",
+        str(data),
+        "--schema",
+        str(schema),
+        "--quiet",
+        token=provider,
+        address=address,
+    )
+    assert "registered again" in quiet.stdout and quiet.stderr == ""
