@@ -21,6 +21,10 @@ REQUESTS = {
     "ListDatasets": pb.ListDatasetsRequest(),
     "DescribeDataset": pb.DescribeDatasetRequest(name="stays"),
     "RegisterDataset": pb.RegisterDatasetRequest(name="x", schema_toml="", format="csv"),
+    # Client-streaming: `call` sends it as a one-message stream.
+    "UploadDataset": pb.UploadDatasetRequest(
+        header=pb.UploadHeader(name="x", schema_toml="", format="csv")
+    ),
     "GrantAccess": pb.GrantAccessRequest(dataset="none", principal="none", epsilon_cap="1"),
     "GetBudget": pb.GetBudgetRequest(),
     "CreatePrincipal": pb.CreatePrincipalRequest(name="", role=pb.ROLE_RESEARCHER),
@@ -49,7 +53,10 @@ def call(address: str, method: str, token: str | None) -> grpc.StatusCode:
     with grpc.insecure_channel(address) as channel:
         stub = STUBS[service](channel)
         try:
-            response = getattr(stub, name)(REQUESTS[name], metadata=metadata, timeout=20)
+            request = REQUESTS[name]
+            if name == "UploadDataset":
+                request = iter([request])
+            response = getattr(stub, name)(request, metadata=metadata, timeout=20)
             if name == "WatchJob":
                 list(response)
         except grpc.RpcError as err:
