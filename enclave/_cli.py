@@ -290,6 +290,28 @@ def _definition(info: Any) -> str:
     return "pure epsilon-DP (Laplace noise); delta only for releasing private group keys"
 
 
+def _policy_lines(info: Any) -> list[str]:
+    """The policy in force and the caller's budget, as short lines."""
+    lines = []
+    rules = [
+        line.strip()
+        for line in info.policy_toml.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if rules:
+        lines.append("  policy: " + "; ".join(rules))
+    if info.HasField("budget"):
+        b = info.budget
+        if b.privacy_definition == "zcdp":
+            left = f"rho {b.rho_remaining} of {b.rho_cap}"
+        else:
+            left = f"epsilon {b.epsilon_remaining} of {b.epsilon_cap}"
+        if b.delta_cap not in ("", "0"):
+            left += f", delta {b.delta_remaining} of {b.delta_cap}"
+        lines.append(f"  your budget: {left} remaining")
+    return lines
+
+
 def _describe(info: Any) -> str:
     lines = [f"{info.name}  (owner {info.owner})"]
     if info.description:
@@ -305,6 +327,7 @@ def _describe(info: Any) -> str:
         + f"; max_rows {info.max_rows:,}"
     )
     lines.append(f"  privacy: {_definition(info)}")
+    lines.extend(_policy_lines(info))
     rows = []
     for c in info.columns:
         domain = (

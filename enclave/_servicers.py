@@ -265,7 +265,19 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> pb.ListDatasetsResponse:
         entries = [e for e in self._app.catalog.list() if self._visible(e)]
-        return pb.ListDatasetsResponse(datasets=[dataset_to_proto(self._shown(e)) for e in entries])
+        return pb.ListDatasetsResponse(datasets=[self._info(e) for e in entries])
+
+    def _info(self, entry: DatasetEntry) -> pb.DatasetInfo:
+        """What the caller may know of a dataset, budget included for a researcher."""
+        info = dataset_to_proto(self._shown(entry))
+        version = self._app.ledger.policy(entry.name)
+        if version is not None:
+            info.policy_toml = version.policy.to_toml()
+        caller = current_principal()
+        if caller.role == Role.RESEARCHER:
+            for balance in self._app.ledger.balances(caller.name, dataset=entry.name):
+                info.budget.CopyFrom(budget_to_proto(balance, self._app.equivalent_delta))
+        return info
 
     def _shown(self, entry: DatasetEntry) -> DatasetEntry:
         """A researcher sees the dataset through its policy: allowed columns, narrower bounds."""
@@ -286,7 +298,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         if entry is None or not self._visible(entry):
             # Same answer for "absent" and "not yours": names of others' datasets stay private.
             raise NotFound(f"no dataset {request.name!r} that you can see")
-        return dataset_to_proto(self._shown(entry))
+        return self._info(entry)
 
     def RegisterDataset(
         self, request: pb.RegisterDatasetRequest, context: grpc.ServicerContext

@@ -147,6 +147,7 @@ class OwnServer:
     researcher: str
     app: Any
     running: Any
+    provider: str
 
 
 @pytest.fixture
@@ -175,7 +176,7 @@ def own_server(
         with Client(address, provider) as c:
             c.register_dataset("stays", data, schema)
             c.grant("stays", "alice", 5)
-        started.append(OwnServer(address, researcher, app, running))
+        started.append(OwnServer(address, researcher, app, running, provider))
         return started[-1]
 
     yield start

@@ -221,7 +221,7 @@ class PrivacyUnit(_message.Message):
     def __init__(self, identifier: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated")
+    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +232,8 @@ class DatasetInfo(_message.Message):
     EQUIVALENT_DELTA_FIELD_NUMBER: _ClassVar[int]
     ROWS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     PERSONS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     owner: str
@@ -242,7 +244,9 @@ class DatasetInfo(_message.Message):
     equivalent_delta: float
     rows_dropped: int
     persons_truncated: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ...) -> None: ...
+    policy_toml: str
+    budget: Budget
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()
