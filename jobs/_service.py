@@ -575,11 +575,12 @@ def _pad(started: float, quantum: float) -> None:
 class _Trimmer(threading.Thread):
     """Gives the heap that evaluations freed back to the operating system.
 
-    Polars and OpenDP allocate a release's working set with the C allocator
-    and free it afterwards, but glibc keeps freed memory mapped: after a few
-    releases on a 10M-row dataset a server holds gigabytes it does not use.
-    ``malloc_trim`` returns it; it is called off the jobs' threads, once
-    evaluations have been quiet for a moment, so no release waits for it.
+    OpenDP's evaluation allocates a release's working set with the C
+    allocator and frees it afterwards, but glibc keeps freed memory mapped (a
+    release on 10M rows left ~0.2 GB behind, measured). ``malloc_trim``
+    returns it; it is called off the jobs' threads, once evaluations have been
+    quiet for a moment, so no release waits for it. (Polars' own allocator,
+    jemalloc, is tuned by ``enclave serve`` instead: `enclave._cli.JEMALLOC_CONF`.)
     """
 
     def __init__(self, quiet: float = 0.25) -> None:

@@ -67,9 +67,13 @@ def test_zcdp_dataset_describes_its_definition_and_equivalent_delta(server, zcdp
     assert [c.name for c in info.columns] == ["region", "nights", "spend", "age", "repeat"]
     assert pure.privacy_definition == "pure_dp"
     assert pure.equivalent_delta == 0.0
-    # The granted researcher sees the same public metadata, also when listing.
+    # The granted researcher sees the same public metadata, also when listing,
+    # and their own budget (in rho) beside it.
     with Client(server.address, granted) as client:
-        assert client.describe_dataset(zcdp) == info
+        seen = client.describe_dataset(zcdp)
+        assert Decimal(seen.budget.rho_cap) == Decimal("0.5")
+        seen.ClearField("budget")
+        assert seen == info
         assert [d.privacy_definition for d in client.datasets()] == ["zcdp"]
     # Others do not see it at all.
     with Client(server.address, pure_only) as client:
