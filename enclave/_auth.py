@@ -181,6 +181,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.CatalogService/RevokeAccess": frozenset({P}),
     "/enclave.v1.CatalogService/SetPolicy": frozenset({P}),
     "/enclave.v1.CatalogService/GetPolicy": frozenset({R, P, D}),
+    "/enclave.v1.CatalogService/GetDatasetUsage": frozenset({P, D}),
     "/enclave.v1.BudgetService/GetBudget": frozenset({R}),
     "/enclave.v1.AdminService/CreatePrincipal": frozenset({A}),
     "/enclave.v1.AdminService/ListPrincipals": frozenset({A, D}),

@@ -187,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     rv = d.add_parser("revoke", help="end a researcher's grant now")
     rv.add_argument("name")
     rv.add_argument("--from", required=True, dest="principal")
+    us = d.add_parser(
+        "usage", help="your dataset's use: spent vs caps, jobs, grants and their expiry"
+    )
+    us.add_argument("name")
+    us.add_argument("--json", action="store_true")
     ds = d.add_parser("describe", help="public metadata of a dataset")
     ds.add_argument("name")
     ds.add_argument("--json", action="store_true")
@@ -288,6 +293,38 @@ def _definition(info: Any) -> str:
             f"delta={info.equivalent_delta:g})"
         )
     return "pure epsilon-DP (Laplace noise); delta only for releasing private group keys"
+
+
+def _usage_json(usage: Any) -> str:
+    from google.protobuf.json_format import MessageToJson
+
+    return str(MessageToJson(usage, preserving_proto_field_name=True))
+
+
+def _usage_text(usage: Any) -> str:
+    spent = usage.spent
+    lines = [
+        f"{usage.dataset}: {usage.jobs:,} job(s), {usage.releases:,} release(s) charged",
+        f"  spent by all researchers: epsilon {spent.epsilon or '0'}, rho {spent.rho or '0'}, "
+        f"delta {spent.delta or '0'}",
+    ]
+    rules = [r.strip() for r in usage.policy_toml.splitlines() if r.strip()]
+    lines.append("  policy: " + ("; ".join(rules) if rules else "none (grants' caps only)"))
+    rows = []
+    for b in usage.grants:
+        measure = "rho" if b.privacy_definition == "zcdp" else "epsilon"
+        cap, used = getattr(b, f"{measure}_cap"), getattr(b, f"{measure}_spent")
+        expires = (
+            b.expires_at.ToDatetime(tzinfo=dt.UTC).isoformat(timespec="minutes")
+            if b.HasField("expires_at")
+            else "never"
+        )
+        rows.append([b.principal, measure, cap, used, expires])
+    if rows:
+        lines.append(fmt.table(["researcher", "measure", "cap", "spent", "expires"], rows))
+    else:
+        lines.append("  no live grants")
+    return "\n".join(lines)
 
 
 def _policy_lines(info: Any) -> list[str]:
@@ -460,6 +497,9 @@ def _run(args: argparse.Namespace) -> int:
             elif args.dataset == "revoke":
                 client.revoke(args.name, args.principal)
                 print(f"revoked {args.principal}'s grant on {args.name}; spending stays recorded")
+            elif args.dataset == "usage":
+                usage = client.dataset_usage(args.name)
+                print(_usage_json(usage) if args.json else _usage_text(usage))
             else:
                 info = client.describe_dataset(args.name)
                 print(json.dumps(_info_json(info), indent=2) if args.json else _describe(info))

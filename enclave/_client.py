@@ -762,6 +762,13 @@ class Client:
         )
         return policy
 
+    def dataset_usage(self, dataset: str) -> pb.DatasetUsage:
+        """Your dataset's usage: total spent, policy, jobs, releases, every live grant."""
+        usage: pb.DatasetUsage = self._call(
+            self._catalog.GetDatasetUsage, pb.GetDatasetUsageRequest(dataset=dataset)
+        )
+        return usage
+
     # --- admins -----------------------------------------------------------------------
 
     def create_principal(self, name: str, role: str) -> str:

@@ -480,11 +480,33 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         )
         if current_principal().role in (Role.PROVIDER, Role.DPO):
             # What others spent is not a researcher's business.
-            epsilon, rho, delta = ledger.dataset_spent(dataset)
-            out.dataset_spent.CopyFrom(
-                pb.Cost(epsilon=amount(epsilon), rho=amount(rho), delta=amount(delta))
-            )
+            out.dataset_spent.CopyFrom(self._dataset_spent(dataset))
         return out
+
+    def _dataset_spent(self, dataset: str) -> pb.Cost:
+        epsilon, rho, delta = self._app.ledger.dataset_spent(dataset)
+        return pb.Cost(epsilon=amount(epsilon), rho=amount(rho), delta=amount(delta))
+
+    def GetDatasetUsage(
+        self, request: pb.GetDatasetUsageRequest, context: grpc.ServicerContext
+    ) -> pb.DatasetUsage:
+        entry = self._app.catalog.get(request.dataset)
+        caller = current_principal()
+        if entry is None or (caller.role == Role.PROVIDER and entry.owner != caller.name):
+            raise NotFound(f"you own no dataset called {request.dataset!r}")
+        version = self._app.ledger.policy(entry.name)
+        jobs, releases = self._app.job_store.usage(entry.name)
+        return pb.DatasetUsage(
+            dataset=entry.name,
+            spent=self._dataset_spent(entry.name),
+            policy_toml="" if version is None else version.policy.to_toml(),
+            jobs=jobs,
+            releases=releases,
+            grants=[
+                budget_to_proto(b, self._app.equivalent_delta)
+                for b in self._app.ledger.all_balances(dataset=entry.name)
+            ],
+        )
 
 
 class BudgetServicer(pb_grpc.BudgetServiceServicer):  # type: ignore[misc]

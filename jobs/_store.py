@@ -276,6 +276,21 @@ class JobStore:
             ).first()
         return None if row is None else self.get(row.id)
 
+    def usage(self, dataset: str) -> tuple[int, int]:
+        """(jobs submitted against ``dataset``, releases charged on it), any state."""
+        from sqlalchemy import func
+
+        with self._engine.connect() as conn:
+            jobs = conn.execute(
+                select(func.count()).select_from(jobs_table).where(jobs_table.c.dataset == dataset)
+            ).scalar()
+            releases = conn.execute(
+                select(func.count())
+                .select_from(releases_table)
+                .where(releases_table.c.dataset == dataset)
+            ).scalar()
+        return int(jobs or 0), int(releases or 0)
+
     def is_final(self, job_id: str) -> bool:
         """Whether the job has ended (or is unknown), as the database says now."""
         with self._engine.connect() as conn:

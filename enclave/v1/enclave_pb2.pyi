@@ -386,6 +386,28 @@ class DatasetPolicy(_message.Message):
     dataset_spent: Cost
     def __init__(self, dataset: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., dataset_spent: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
+class GetDatasetUsageRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class DatasetUsage(_message.Message):
+    __slots__ = ("dataset", "spent", "policy_toml", "jobs", "releases", "grants")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    spent: Cost
+    policy_toml: str
+    jobs: int
+    releases: int
+    grants: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, dataset: _Optional[str] = ..., spent: _Optional[_Union[Cost, _Mapping]] = ..., policy_toml: _Optional[str] = ..., jobs: _Optional[int] = ..., releases: _Optional[int] = ..., grants: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
 class Budget(_message.Message):
     __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining", "expires_at", "refresh", "next_refresh", "lifetime_epsilon_cap", "lifetime_epsilon_spent", "lifetime_rho_cap", "lifetime_rho_spent", "lifetime_delta_cap", "lifetime_delta_spent", "principal")
     DATASET_FIELD_NUMBER: _ClassVar[int]

@@ -363,6 +363,11 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.FromString,
                 _registered_method=True)
+        self.GetDatasetUsage = channel.unary_unary(
+                '/enclave.v1.CatalogService/GetDatasetUsage',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.GetDatasetUsageRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetUsage.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -421,6 +426,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDatasetUsage(self, request, context):
+        """How a dataset is being used: its provider's (and DPOs') view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -463,6 +475,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.GetPolicy,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.GetPolicyRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.SerializeToString,
+            ),
+            'GetDatasetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetUsage,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.GetDatasetUsageRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetUsage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -681,6 +698,33 @@ class CatalogService:
             '/enclave.v1.CatalogService/GetPolicy',
             enclave_dot_v1_dot_enclave__pb2.GetPolicyRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.DatasetPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/GetDatasetUsage',
+            enclave_dot_v1_dot_enclave__pb2.GetDatasetUsageRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.DatasetUsage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,7 @@ REQUESTS = {
     "SetPolicy": pb.SetPolicyRequest(dataset="none", policy_toml=""),
     "RevokeAccess": pb.RevokeAccessRequest(dataset="none", principal="none"),
     "GetPolicy": pb.GetPolicyRequest(dataset="stays"),
+    "GetDatasetUsage": pb.GetDatasetUsageRequest(dataset="stays"),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),
     "ListBudgets": pb.ListBudgetsRequest(),
