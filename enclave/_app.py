@@ -15,6 +15,7 @@ from jobs import JobStore, Limits
 
 from ._auth import PrincipalStore
 from ._catalog import Catalog
+from ._proposal import Drafts
 
 if TYPE_CHECKING:
     from jobs import JobService
@@ -43,6 +44,7 @@ class Enclave:
         self.principals = PrincipalStore(self.engine)
         self.ledger = budget.Ledger(self.engine)
         self.catalog = Catalog(self.engine, data_dir / "datasets")
+        self.drafts = Drafts(data_dir / "drafts")
         self.job_store = JobStore(self.engine, replica=replica or default_replica())
         for part in (self.principals, self.ledger, self.catalog, self.job_store):
             part.create_tables()

@@ -128,10 +128,7 @@ class Catalog:
             DataMismatch: data that does not match the schema (provider-only details).
             AlreadyExists: the name is taken.
         """
-        if not _NAME.match(name):
-            raise InvalidArgument(
-                f"dataset name {name!r} must be 1-64 characters of a-z 0-9 _ starting with a letter"
-            )
+        check_name(name)
         if fmt not in FORMATS:
             raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         schema = Schema.from_toml(schema_toml)
@@ -204,6 +201,18 @@ class Catalog:
             schema=Schema.from_json(row["schema_json"]),
             path=self._root / row["file"],
             created_at=row["created_at"],
+        )
+
+
+def check_name(name: str) -> None:
+    """Refuse a dataset name that is not 1-64 of a-z 0-9 _ starting with a letter.
+
+    Raises:
+        InvalidArgument: saying what a name may be.
+    """
+    if not _NAME.match(name):
+        raise InvalidArgument(
+            f"dataset name {name!r} must be 1-64 characters of a-z 0-9 _ starting with a letter"
         )
 
 

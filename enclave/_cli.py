@@ -158,7 +158,12 @@ def _parser() -> argparse.ArgumentParser:
         r = d.add_parser(command, help=text)
         r.add_argument("name")
         r.add_argument("--file", type=Path, required=True)
-        r.add_argument("--schema", type=Path, required=True)
+        r.add_argument(
+            "--schema",
+            type=Path,
+            help="the schema TOML; without it the server proposes one and keeps the upload "
+            "as a draft until `enclave dataset confirm`",
+        )
         r.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
     g = d.add_parser(
         "grant", help="grant a researcher access with a budget cap (epsilon, or rho for zCDP)"
@@ -187,6 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     rv = d.add_parser("revoke", help="end a researcher's grant now")
     rv.add_argument("name")
     rv.add_argument("--from", required=True, dest="principal")
+    cf = d.add_parser("confirm", help="register a draft under the schema you completed")
+    cf.add_argument("name")
+    cf.add_argument("--schema", type=Path, required=True)
     us = d.add_parser(
         "usage", help="your dataset's use: spent vs caps, jobs, grants and their expiry"
     )
@@ -466,6 +474,16 @@ def _run(args: argparse.Namespace) -> int:
                 info = client.register_dataset(args.name, args.file, args.schema, progress=bar)
                 if bar is not None:
                     bar.done()
+                if info.draft:
+                    print(
+                        f"{info.name} is a draft, invisible to researchers. The schema below "
+                        "was proposed from your file: write public bounds in place of each "
+                        "bounds = [?, ?] (observed values are exact data), check the "
+                        "categories and the privacy unit, then run\n"
+                        f"  enclave dataset confirm {info.name} --schema FILE\n"
+                    )
+                    print(info.proposed_schema_toml)
+                    return 0
                 print(f"registered {info.name} ({len(info.columns)} columns)")
                 if info.rows_dropped:
                     print(
@@ -497,6 +515,9 @@ def _run(args: argparse.Namespace) -> int:
             elif args.dataset == "revoke":
                 client.revoke(args.name, args.principal)
                 print(f"revoked {args.principal}'s grant on {args.name}; spending stays recorded")
+            elif args.dataset == "confirm":
+                info = client.confirm_dataset(args.name, args.schema)
+                print(f"registered {info.name} ({len(info.columns)} columns)")
             elif args.dataset == "usage":
                 usage = client.dataset_usage(args.name)
                 print(_usage_json(usage) if args.json else _usage_text(usage))

@@ -673,7 +673,7 @@ class Client:
         self,
         name: str,
         file: Path,
-        schema: Path | str,
+        schema: Path | str | None,
         *,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1024 * 1024,
@@ -689,7 +689,10 @@ class Client:
         fmt = UPLOAD_FORMATS.get(file.suffix.lower())
         if fmt is None:
             raise InvalidArgument(f"{file}: expected a .csv, .parquet or .ndjson (.jsonl) file")
-        schema_text = Path(schema).read_text() if isinstance(schema, Path) else schema
+        if schema is None:  # the server proposes one; the upload stays a draft
+            schema_text = ""
+        else:
+            schema_text = Path(schema).read_text() if isinstance(schema, Path) else schema
         total = file.stat().st_size
 
         def parts() -> Iterator[pb.UploadDatasetRequest]:
@@ -761,6 +764,14 @@ class Client:
             self._catalog.GetPolicy, pb.GetPolicyRequest(dataset=dataset, history=history)
         )
         return policy
+
+    def confirm_dataset(self, name: str, schema: Path | str) -> pb.DatasetInfo:
+        """Register a draft (uploaded without a schema) under the schema you completed."""
+        text = Path(schema).read_text() if isinstance(schema, Path) else schema
+        info: pb.DatasetInfo = self._call(
+            self._catalog.ConfirmDataset, pb.ConfirmDatasetRequest(name=name, schema_toml=text)
+        )
+        return info
 
     def dataset_usage(self, dataset: str) -> pb.DatasetUsage:
         """Your dataset's usage: total spent, policy, jobs, releases, every live grant."""

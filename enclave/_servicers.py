@@ -25,9 +25,17 @@ from jobs import DatasetHandle, JobRecord, JobState, ReleaseRecord, zcdp_epsilon
 
 from ._app import Enclave
 from ._auth import Role, current_principal
-from ._catalog import FORMATS, DatasetEntry, copy_upload, receive_upload
-from ._errors import InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
+from ._catalog import (
+    FORMATS,
+    DatasetEntry,
+    check_name,
+    copy_upload,
+    read_table,
+    receive_upload,
+)
+from ._errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
 from ._format import amount
+from ._proposal import propose_schema
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
 
@@ -364,11 +372,36 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                     "the file's SHA-256 does not match what arrived: it was corrupted or "
                     "changed during the upload; nothing was registered, upload again"
                 )
+            if not header.schema_toml.strip():
+                return self._draft(header.name, caller.name, upload, fmt)
             entry, truncation = self._app.catalog.register(
                 header.name, caller.name, header.schema_toml, upload, fmt
             )
         finally:
             upload.unlink(missing_ok=True)
+        info = dataset_to_proto(entry)
+        info.rows_dropped = truncation.rows_dropped
+        info.persons_truncated = truncation.persons_truncated
+        return info
+
+    def _draft(self, name: str, owner: str, upload: Path, fmt: str) -> pb.DatasetInfo:
+        """Keep an upload sent without a schema as a draft; propose a schema."""
+        check_name(name)
+        if self._app.catalog.get(name) is not None:
+            raise AlreadyExists(f"dataset {name!r} is already registered")
+        proposal = propose_schema(read_table(upload, fmt))
+        self._app.drafts.save(name, owner, upload, fmt, proposal)
+        return pb.DatasetInfo(name=name, owner=owner, draft=True, proposed_schema_toml=proposal)
+
+    def ConfirmDataset(
+        self, request: pb.ConfirmDatasetRequest, context: grpc.ServicerContext
+    ) -> pb.DatasetInfo:
+        caller = current_principal()
+        path, fmt, _proposal = self._app.drafts.get(request.name, caller.name)
+        entry, truncation = self._app.catalog.register(
+            request.name, caller.name, request.schema_toml, path, fmt
+        )
+        self._app.drafts.drop(request.name)
         info = dataset_to_proto(entry)
         info.rows_dropped = truncation.rows_dropped
         info.persons_truncated = truncation.persons_truncated

@@ -221,7 +221,7 @@ class PrivacyUnit(_message.Message):
     def __init__(self, identifier: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget")
+    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget", "draft", "proposed_schema_toml")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +234,8 @@ class DatasetInfo(_message.Message):
     PERSONS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     owner: str
@@ -246,7 +248,9 @@ class DatasetInfo(_message.Message):
     persons_truncated: int
     policy_toml: str
     budget: Budget
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+    draft: bool
+    proposed_schema_toml: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., draft: _Optional[bool] = ..., proposed_schema_toml: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()
@@ -391,6 +395,14 @@ class GetDatasetUsageRequest(_message.Message):
     DATASET_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ConfirmDatasetRequest(_message.Message):
+    __slots__ = ("name", "schema_toml")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schema_toml: str
+    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ...) -> None: ...
 
 class DatasetUsage(_message.Message):
     __slots__ = ("dataset", "spent", "policy_toml", "jobs", "releases", "grants")

@@ -343,6 +343,11 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.UploadDatasetRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
                 _registered_method=True)
+        self.ConfirmDataset = channel.unary_unary(
+                '/enclave.v1.CatalogService/ConfirmDataset',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
+                _registered_method=True)
         self.GrantAccess = channel.unary_unary(
                 '/enclave.v1.CatalogService/GrantAccess',
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
@@ -395,6 +400,14 @@ class CatalogServiceServicer:
         """The same, streamed: a header, the file in chunks, then its SHA-256. Files
         of any size travel in bounded memory; a stream that ends without the
         trailer, or whose checksum differs, registers nothing and can be retried.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmDataset(self, request, context):
+        """Register a draft (an upload sent without a schema) under the schema its
+        provider completed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -454,6 +467,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
             'UploadDataset': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadDataset,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.UploadDatasetRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.SerializeToString,
+            ),
+            'ConfirmDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmDataset,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.SerializeToString,
             ),
             'GrantAccess': grpc.unary_unary_rpc_method_handler(
@@ -589,6 +607,33 @@ class CatalogService:
             target,
             '/enclave.v1.CatalogService/UploadDataset',
             enclave_dot_v1_dot_enclave__pb2.UploadDatasetRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/ConfirmDataset',
+            enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
             options,
             channel_credentials,

@@ -33,6 +33,7 @@ REQUESTS = {
     "RevokeAccess": pb.RevokeAccessRequest(dataset="none", principal="none"),
     "GetPolicy": pb.GetPolicyRequest(dataset="stays"),
     "GetDatasetUsage": pb.GetDatasetUsageRequest(dataset="stays"),
+    "ConfirmDataset": pb.ConfirmDatasetRequest(name="none", schema_toml=""),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),
     "ListBudgets": pb.ListBudgetsRequest(),

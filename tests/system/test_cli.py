@@ -270,3 +270,28 @@ def test_dataset_upload_streams_with_a_progress_bar(served, dataset_files) -> No
         address=address,
     )
     assert "registered again" in quiet.stdout and quiet.stderr == ""
+
+
+def test_upload_without_schema_proposes_one_and_confirm_registers(served, dataset_files) -> None:
+    _proc, address, admin = served
+    data, schema = dataset_files
+    provider = cli(
+        "admin", "create-principal", "drafter", "--role", "provider", token=admin, address=address
+    ).stdout.strip()
+    proposed = cli(
+        "dataset",
+        "upload",
+        "later",
+        "--file",
+        str(data),
+        "--quiet",
+        token=provider,
+        address=address,
+    )
+    assert "later is a draft, invisible to researchers" in proposed.stdout
+    assert "bounds = [?, ?]" in proposed.stdout
+    assert "enclave dataset confirm later --schema FILE" in proposed.stdout
+    done = cli(
+        "dataset", "confirm", "later", "--schema", str(schema), token=provider, address=address
+    )
+    assert "registered later (5 columns)" in done.stdout
