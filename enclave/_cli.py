@@ -192,6 +192,10 @@ def _parser() -> argparse.ArgumentParser:
     rv = d.add_parser("revoke", help="end a researcher's grant now")
     rv.add_argument("name")
     rv.add_argument("--from", required=True, dest="principal")
+    qr = d.add_parser("quality", help="your draft's or dataset's quality report (yours only)")
+    qr.add_argument("name")
+    qr.add_argument("--schema", type=Path, help="check against this schema")
+    qr.add_argument("--json", action="store_true")
     cf = d.add_parser("confirm", help="register a draft under the schema you completed")
     cf.add_argument("name")
     cf.add_argument("--schema", type=Path, required=True)
@@ -515,6 +519,15 @@ def _run(args: argparse.Namespace) -> int:
             elif args.dataset == "revoke":
                 client.revoke(args.name, args.principal)
                 print(f"revoked {args.principal}'s grant on {args.name}; spending stays recorded")
+            elif args.dataset == "quality":
+                report = client.quality_report(args.name, args.schema)
+                if args.json:
+                    from google.protobuf.json_format import MessageToJson
+
+                    print(MessageToJson(report, preserving_proto_field_name=True))
+                else:
+                    kind = "draft" if report.draft else "dataset"
+                    print(f"{report.name} ({kind}): {report.text}")
             elif args.dataset == "confirm":
                 info = client.confirm_dataset(args.name, args.schema)
                 print(f"registered {info.name} ({len(info.columns)} columns)")

@@ -773,6 +773,19 @@ class Client:
         )
         return info
 
+    def quality_report(self, name: str, schema: Path | str | None = None) -> pb.QualityReport:
+        """Your draft's or dataset's quality report (against ``schema``, if given)."""
+        text = (
+            ""
+            if schema is None
+            else (Path(schema).read_text() if isinstance(schema, Path) else schema)
+        )
+        report: pb.QualityReport = self._call(
+            self._catalog.GetQualityReport,
+            pb.GetQualityReportRequest(name=name, schema_toml=text),
+        )
+        return report
+
     def dataset_usage(self, dataset: str) -> pb.DatasetUsage:
         """Your dataset's usage: total spent, policy, jobs, releases, every live grant."""
         usage: pb.DatasetUsage = self._call(

@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, LedgerEntry, Policy, total
-from jobs import DatasetHandle, JobRecord, JobState, ReleaseRecord, zcdp_epsilon
+from jobs import DatasetHandle, JobRecord, JobState, ReleaseRecord, Schema, zcdp_epsilon
 
 from ._app import Enclave
 from ._auth import Role, current_principal
@@ -36,6 +36,8 @@ from ._catalog import (
 from ._errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
 from ._format import amount
 from ._proposal import propose_schema
+from ._quality import quality_report
+from ._quality import render as render_quality
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
 
@@ -392,6 +394,46 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         proposal = propose_schema(read_table(upload, fmt))
         self._app.drafts.save(name, owner, upload, fmt, proposal)
         return pb.DatasetInfo(name=name, owner=owner, draft=True, proposed_schema_toml=proposal)
+
+    def GetQualityReport(
+        self, request: pb.GetQualityReportRequest, context: grpc.ServicerContext
+    ) -> pb.QualityReport:
+        caller = current_principal()
+        check_name(request.name)
+        schema = Schema.from_toml(request.schema_toml) if request.schema_toml.strip() else None
+        entry = self._app.catalog.get(request.name)
+        if entry is not None:
+            if entry.owner != caller.name:
+                raise NotFound(f"you own no dataset or draft called {request.name!r}")
+            frame, draft = read_table(entry.path, "parquet"), False
+            schema = schema or entry.schema
+        else:
+            path, fmt, _proposal = self._app.drafts.get(request.name, caller.name)
+            frame, draft = read_table(path, fmt), True
+        report = quality_report(frame, schema)
+        return pb.QualityReport(
+            name=request.name,
+            draft=draft,
+            rows=report.rows,
+            columns=[
+                pb.ColumnQuality(
+                    name=c.name,
+                    type=c.type,
+                    nulls=c.nulls,
+                    nan=c.nan,
+                    not_of_type=c.not_of_type,
+                    out_of_bounds=c.out_of_bounds,
+                    unknown_categories=c.unknown_categories,
+                    examples=c.examples,
+                )
+                for c in report.columns
+            ],
+            missing_columns=report.missing_columns,
+            undeclared_columns=report.undeclared_columns,
+            persons_over_limit=report.persons_over_limit,
+            rows_over_limit=report.rows_over_limit,
+            text=render_quality(report),
+        )
 
     def ConfirmDataset(
         self, request: pb.ConfirmDatasetRequest, context: grpc.ServicerContext

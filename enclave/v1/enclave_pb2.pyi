@@ -396,6 +396,56 @@ class GetDatasetUsageRequest(_message.Message):
     dataset: str
     def __init__(self, dataset: _Optional[str] = ...) -> None: ...
 
+class GetQualityReportRequest(_message.Message):
+    __slots__ = ("name", "schema_toml")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schema_toml: str
+    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ...) -> None: ...
+
+class ColumnQuality(_message.Message):
+    __slots__ = ("name", "type", "nulls", "nan", "not_of_type", "out_of_bounds", "unknown_categories", "examples")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NULLS_FIELD_NUMBER: _ClassVar[int]
+    NAN_FIELD_NUMBER: _ClassVar[int]
+    NOT_OF_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    nulls: int
+    nan: int
+    not_of_type: int
+    out_of_bounds: int
+    unknown_categories: int
+    examples: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., nulls: _Optional[int] = ..., nan: _Optional[int] = ..., not_of_type: _Optional[int] = ..., out_of_bounds: _Optional[int] = ..., unknown_categories: _Optional[int] = ..., examples: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class QualityReport(_message.Message):
+    __slots__ = ("name", "draft", "rows", "columns", "missing_columns", "undeclared_columns", "persons_over_limit", "rows_over_limit", "text")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    UNDECLARED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_OVER_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_OVER_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    draft: bool
+    rows: int
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnQuality]
+    missing_columns: _containers.RepeatedScalarFieldContainer[str]
+    undeclared_columns: _containers.RepeatedScalarFieldContainer[str]
+    persons_over_limit: int
+    rows_over_limit: int
+    text: str
+    def __init__(self, name: _Optional[str] = ..., draft: _Optional[bool] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnQuality, _Mapping]]] = ..., missing_columns: _Optional[_Iterable[str]] = ..., undeclared_columns: _Optional[_Iterable[str]] = ..., persons_over_limit: _Optional[int] = ..., rows_over_limit: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
 class ConfirmDatasetRequest(_message.Message):
     __slots__ = ("name", "schema_toml")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -348,6 +348,11 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
                 _registered_method=True)
+        self.GetQualityReport = channel.unary_unary(
+                '/enclave.v1.CatalogService/GetQualityReport',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.GetQualityReportRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.QualityReport.FromString,
+                _registered_method=True)
         self.GrantAccess = channel.unary_unary(
                 '/enclave.v1.CatalogService/GrantAccess',
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GrantAccessRequest.SerializeToString,
@@ -413,6 +418,14 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQualityReport(self, request, context):
+        """A quality report of your draft or dataset, against a schema (default: the
+        registered one). Computed from the data: its provider only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GrantAccess(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -473,6 +486,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ConfirmDataset,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.SerializeToString,
+            ),
+            'GetQualityReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQualityReport,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.GetQualityReportRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.QualityReport.SerializeToString,
             ),
             'GrantAccess': grpc.unary_unary_rpc_method_handler(
                     servicer.GrantAccess,
@@ -635,6 +653,33 @@ class CatalogService:
             '/enclave.v1.CatalogService/ConfirmDataset',
             enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQualityReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/GetQualityReport',
+            enclave_dot_v1_dot_enclave__pb2.GetQualityReportRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.QualityReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,7 @@ REQUESTS = {
     "GetPolicy": pb.GetPolicyRequest(dataset="stays"),
     "GetDatasetUsage": pb.GetDatasetUsageRequest(dataset="stays"),
     "ConfirmDataset": pb.ConfirmDatasetRequest(name="none", schema_toml=""),
+    "GetQualityReport": pb.GetQualityReportRequest(name="none"),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),
     "ListBudgets": pb.ListBudgetsRequest(),

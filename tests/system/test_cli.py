@@ -291,6 +291,10 @@ def test_upload_without_schema_proposes_one_and_confirm_registers(served, datase
     assert "later is a draft, invisible to researchers" in proposed.stdout
     assert "bounds = [?, ?]" in proposed.stdout
     assert "enclave dataset confirm later --schema FILE" in proposed.stdout
+    quality = cli(
+        "dataset", "quality", "later", "--schema", str(schema), token=provider, address=address
+    )
+    assert "later (draft):" in quality.stdout and "rows" in quality.stdout
     done = cli(
         "dataset", "confirm", "later", "--schema", str(schema), token=provider, address=address
     )

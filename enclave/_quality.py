@@ -1,0 +1,122 @@
+"""The quality report a provider reads before (or after) registering a dataset.
+
+Computed from the data, so for its provider only (never in the catalog): row
+count, nulls and NaN per column and, against a schema, the values that are not
+of the declared type, lie outside the declared bounds or categories, and the
+persons with more rows than the privacy unit allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs import Schema
+
+_TYPES = {"int": "Int64", "float": "Float64"}
+_BOOL_TEXT = ("true", "false", "1", "0", "yes", "no")
+
+
+@dataclass
+class ColumnQuality:
+    """One column's problems (counts of rows), with a few examples of each."""
+
+    name: str
+    type: str
+    nulls: int = 0
+    nan: int = 0
+    not_of_type: int = 0
+    out_of_bounds: int = 0
+    unknown_categories: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QualityReport:
+    """What a provider should know of their file before researchers use it."""
+
+    rows: int
+    columns: list[ColumnQuality]
+    missing_columns: list[str] = field(default_factory=list)
+    undeclared_columns: list[str] = field(default_factory=list)
+    persons_over_limit: int = 0
+    rows_over_limit: int = 0
+
+
+def quality_report(frame: Any, schema: Schema | None) -> QualityReport:
+    """Check ``frame`` (as read from the provider's file) against ``schema``, if any."""
+    import polars as pl
+
+    report = QualityReport(rows=frame.height, columns=[])
+    if schema is not None:
+        report.missing_columns = [n for n in schema.names if n not in frame.columns]
+        report.undeclared_columns = [n for n in frame.columns if schema.column(n) is None]
+    for name in frame.columns:
+        series = frame.get_column(name)
+        spec = schema.column(name) if schema is not None else None
+        column = ColumnQuality(name, spec.type if spec else str(series.dtype))
+        column.nulls = series.null_count()
+        values = series
+        if spec is not None and spec.type in _TYPES:
+            values = series.cast(getattr(pl, _TYPES[spec.type]), strict=False)
+            failed = values.is_null() & series.is_not_null()
+            column.not_of_type = int(failed.sum())
+            _examples(column, series.filter(failed), "not " + spec.type)
+        elif spec is not None and spec.type == "bool" and series.dtype == pl.String:
+            failed = series.is_not_null() & ~series.str.to_lowercase().is_in(_BOOL_TEXT)
+            column.not_of_type = int(failed.sum())
+            _examples(column, series.filter(failed), "not bool")
+        if values.dtype.is_float():
+            column.nan = int(values.is_nan().sum())
+        if spec is not None and spec.bounds is not None and values.dtype.is_numeric():
+            lo, hi = spec.bounds
+            outside = (values < lo) | (values > hi)
+            column.out_of_bounds = int(outside.sum())
+            _examples(column, values.filter(outside), f"outside [{lo}, {hi}]")
+        if spec is not None and spec.categories is not None:
+            unknown = series.is_not_null() & ~series.cast(pl.String).is_in(spec.categories)
+            column.unknown_categories = int(unknown.sum())
+            _examples(column, series.filter(unknown), "not a declared category")
+        report.columns.append(column)
+    unit = schema.privacy_unit if schema is not None else None
+    if unit is not None and unit.identifier and unit.identifier in frame.columns:
+        counts = frame.group_by(unit.identifier).len()
+        over = counts.filter(pl.col("len") > unit.max_rows_per_person)
+        report.persons_over_limit = over.height
+        report.rows_over_limit = int((over["len"] - unit.max_rows_per_person).sum() or 0)
+    return report
+
+
+def _examples(column: ColumnQuality, values: Any, why: str, limit: int = 3) -> None:
+    shown = values.head(limit).to_list()
+    if shown:
+        column.examples.append(f"{why}: " + ", ".join(repr(v) for v in shown))
+
+
+def render(report: QualityReport) -> str:
+    """The report as text, for `enclave dataset quality`."""
+    lines = [f"{report.rows:,} rows"]
+    if report.missing_columns:
+        lines.append(f"missing columns: {', '.join(report.missing_columns)}")
+    if report.undeclared_columns:
+        lines.append(f"columns not in the schema: {', '.join(report.undeclared_columns)}")
+    if report.persons_over_limit:
+        lines.append(
+            f"{report.persons_over_limit:,} person(s) have more rows than the privacy unit "
+            f"allows: {report.rows_over_limit:,} row(s) would be dropped"
+        )
+    for c in report.columns:
+        problems = [
+            f"{label} {count:,}"
+            for label, count in (
+                ("nulls", c.nulls),
+                ("NaN", c.nan),
+                ("not of type", c.not_of_type),
+                ("out of bounds", c.out_of_bounds),
+                ("unknown categories", c.unknown_categories),
+            )
+            if count
+        ]
+        lines.append(f"  {c.name} ({c.type}): " + ("; ".join(problems) or "no problem found"))
+        lines.extend(f"      {example}" for example in c.examples)
+    return "\n".join(lines)
