@@ -8,6 +8,7 @@ metadata) is stored in the database as JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -46,6 +47,7 @@ from jobs import (
 from jobs._service import TRIMMER
 
 from ._errors import AlreadyExists, InvalidArgument, UploadCorrupt
+from ._quality import Cleaning, clean
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,13 @@ class Catalog:
         self._root.mkdir(parents=True, exist_ok=True)
 
     def register(
-        self, name: str, owner: str, schema_toml: str, source: Path, fmt: str
+        self,
+        name: str,
+        owner: str,
+        schema_toml: str,
+        source: Path,
+        fmt: str,
+        cleaning: Cleaning | None = None,
     ) -> tuple[DatasetEntry, Truncation]:
         """Check ``source`` against the schema and store it as Parquet.
 
@@ -135,14 +143,25 @@ class Catalog:
         if self.get(name) is not None:
             raise AlreadyExists(f"dataset {name!r} is already registered")
         try:
-            return self._store(name, owner, schema, source, fmt)
+            return self._store(name, owner, schema, source, fmt, cleaning)
         finally:
             TRIMMER.poke()  # the upload's working set, once freed, goes back to the OS
 
     def _store(
-        self, name: str, owner: str, schema: Schema, source: Path, fmt: str
+        self,
+        name: str,
+        owner: str,
+        schema: Schema,
+        source: Path,
+        fmt: str,
+        cleaning: Cleaning | None,
     ) -> tuple[DatasetEntry, Truncation]:
-        frame, truncation = truncate_contributions(conform(read_table(source, fmt), schema), schema)
+        frame = read_table(source, fmt)
+        cleaned = 0
+        if cleaning:
+            frame, cleaned = clean(frame, schema, cleaning)
+        frame, truncation = truncate_contributions(conform(frame, schema), schema)
+        truncation = dataclasses.replace(truncation, rows_cleaned=cleaned)
         folder = self._root / name
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{uuid.uuid4().hex}.parquet"

@@ -199,6 +199,13 @@ def _parser() -> argparse.ArgumentParser:
     cf = d.add_parser("confirm", help="register a draft under the schema you completed")
     cf.add_argument("name")
     cf.add_argument("--schema", type=Path, required=True)
+    cf.add_argument("--clamp", action="store_true", help="clamp numbers into their bounds")
+    cf.add_argument(
+        "--other", action="store_true", help='map values outside a category list to "other"'
+    )
+    cf.add_argument(
+        "--drop-invalid", action="store_true", help="drop rows that still do not fit (counted)"
+    )
     us = d.add_parser(
         "usage", help="your dataset's use: spent vs caps, jobs, grants and their expiry"
     )
@@ -529,8 +536,16 @@ def _run(args: argparse.Namespace) -> int:
                     kind = "draft" if report.draft else "dataset"
                     print(f"{report.name} ({kind}): {report.text}")
             elif args.dataset == "confirm":
-                info = client.confirm_dataset(args.name, args.schema)
+                info = client.confirm_dataset(
+                    args.name,
+                    args.schema,
+                    clamp_to_bounds=args.clamp,
+                    unknown_categories_to_other=args.other,
+                    drop_invalid_rows=args.drop_invalid,
+                )
                 print(f"registered {info.name} ({len(info.columns)} columns)")
+                if info.rows_cleaned:
+                    print(f"cleaning dropped {info.rows_cleaned:,} row(s) that did not fit")
             elif args.dataset == "usage":
                 usage = client.dataset_usage(args.name)
                 print(_usage_json(usage) if args.json else _usage_text(usage))

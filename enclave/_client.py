@@ -765,12 +765,25 @@ class Client:
         )
         return policy
 
-    def confirm_dataset(self, name: str, schema: Path | str) -> pb.DatasetInfo:
-        """Register a draft (uploaded without a schema) under the schema you completed."""
+    def confirm_dataset(
+        self,
+        name: str,
+        schema: Path | str,
+        *,
+        clamp_to_bounds: bool = False,
+        unknown_categories_to_other: bool = False,
+        drop_invalid_rows: bool = False,
+    ) -> pb.DatasetInfo:
+        """Register a draft under the schema you completed, cleaned as you choose."""
         text = Path(schema).read_text() if isinstance(schema, Path) else schema
-        info: pb.DatasetInfo = self._call(
-            self._catalog.ConfirmDataset, pb.ConfirmDatasetRequest(name=name, schema_toml=text)
+        request = pb.ConfirmDatasetRequest(
+            name=name,
+            schema_toml=text,
+            clamp_to_bounds=clamp_to_bounds,
+            unknown_categories_to_other=unknown_categories_to_other,
+            drop_invalid_rows=drop_invalid_rows,
         )
+        info: pb.DatasetInfo = self._call(self._catalog.ConfirmDataset, request)
         return info
 
     def quality_report(self, name: str, schema: Path | str | None = None) -> pb.QualityReport:

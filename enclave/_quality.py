@@ -120,3 +120,81 @@ def render(report: QualityReport) -> str:
         lines.append(f"  {c.name} ({c.type}): " + ("; ".join(problems) or "no problem found"))
         lines.extend(f"      {example}" for example in c.examples)
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Cleaning:
+    """What a provider chose to repair at confirmation, rather than be refused."""
+
+    clamp_to_bounds: bool = False
+    drop_invalid_rows: bool = False
+    unknown_categories_to_other: bool = False
+
+    def __bool__(self) -> bool:
+        return self.clamp_to_bounds or self.drop_invalid_rows or self.unknown_categories_to_other
+
+
+def clean(frame: Any, schema: Schema, options: Cleaning) -> tuple[Any, int]:
+    """Apply the provider's cleaning choices; the frame and the rows it dropped.
+
+    In this order: unknown categories become ``"other"`` (which the schema must
+    declare), numbers are clamped into their bounds, then rows still holding a
+    value that does not fit (wrong type, outside bounds or categories, a null in
+    a non-nullable column, NaN) are dropped. What remains goes through the
+    usual strict check.
+
+    Raises:
+        SchemaError: mapping to "other" on a column that does not declare it.
+    """
+    import polars as pl
+
+    from jobs import SchemaError
+
+    exprs = []
+    invalid = []
+    for spec in schema.columns:
+        if spec.name not in frame.columns:
+            continue
+        value = pl.col(spec.name)
+        if spec.type in _TYPES:
+            typed = value.cast(getattr(pl, _TYPES[spec.type]), strict=False)
+            bad = typed.is_null() & value.is_not_null()
+            if spec.type == "float":
+                bad = bad | typed.is_nan()
+            if spec.bounds is not None:
+                lo, hi = spec.bounds
+                if options.clamp_to_bounds:
+                    typed = typed.clip(lo, hi)
+                    exprs.append(pl.when(bad).then(value).otherwise(typed).alias(spec.name))
+                else:
+                    bad = bad | (typed < lo) | (typed > hi)
+            invalid.append(bad)
+        elif spec.categories is not None:
+            text = value.cast(pl.String)
+            unknown = text.is_not_null() & ~text.is_in(spec.categories)
+            if options.unknown_categories_to_other:
+                if "other" not in spec.categories:
+                    raise SchemaError(
+                        f"column {spec.name!r}: to map unknown categories to 'other', "
+                        "declare 'other' among its categories"
+                    )
+                exprs.append(
+                    pl.when(unknown).then(pl.lit("other")).otherwise(text).alias(spec.name)
+                )
+            else:
+                invalid.append(unknown)
+        elif spec.type == "bool" and frame.get_column(spec.name).dtype == pl.String:
+            invalid.append(value.is_not_null() & ~value.str.to_lowercase().is_in(_BOOL_TEXT))
+        if not spec.nullable:
+            invalid.append(value.is_null())
+    if exprs:
+        frame = frame.with_columns(exprs)
+    dropped = 0
+    if options.drop_invalid_rows and invalid:
+        # A comparison with a null is null, not "invalid": nulls are judged by
+        # the nullable check alone.
+        keep = ~pl.any_horizontal([condition.fill_null(False) for condition in invalid])
+        before = frame.height
+        frame = frame.filter(keep)
+        dropped = before - frame.height
+    return frame, dropped

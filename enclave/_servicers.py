@@ -36,7 +36,7 @@ from ._catalog import (
 from ._errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
 from ._format import amount
 from ._proposal import propose_schema
-from ._quality import quality_report
+from ._quality import Cleaning, quality_report
 from ._quality import render as render_quality
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
@@ -440,13 +440,19 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
     ) -> pb.DatasetInfo:
         caller = current_principal()
         path, fmt, _proposal = self._app.drafts.get(request.name, caller.name)
+        cleaning = Cleaning(
+            clamp_to_bounds=request.clamp_to_bounds,
+            drop_invalid_rows=request.drop_invalid_rows,
+            unknown_categories_to_other=request.unknown_categories_to_other,
+        )
         entry, truncation = self._app.catalog.register(
-            request.name, caller.name, request.schema_toml, path, fmt
+            request.name, caller.name, request.schema_toml, path, fmt, cleaning
         )
         self._app.drafts.drop(request.name)
         info = dataset_to_proto(entry)
         info.rows_dropped = truncation.rows_dropped
         info.persons_truncated = truncation.persons_truncated
+        info.rows_cleaned = truncation.rows_cleaned
         return info
 
     def _owned(self, dataset: str) -> DatasetEntry:

@@ -565,6 +565,9 @@ class Truncation:
 
     rows_dropped: int = 0
     persons_truncated: int = 0
+    #: Rows the provider's cleaning choices dropped before the check (enclave's
+    #: `Cleaning.drop_invalid_rows`), counted apart from the truncation.
+    rows_cleaned: int = 0
 
 
 def truncate_contributions(frame: Any, schema: Schema) -> tuple[Any, Truncation]:

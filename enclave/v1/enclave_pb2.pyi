@@ -221,7 +221,7 @@ class PrivacyUnit(_message.Message):
     def __init__(self, identifier: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget", "draft", "proposed_schema_toml")
+    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget", "draft", "proposed_schema_toml", "rows_cleaned")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +236,7 @@ class DatasetInfo(_message.Message):
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     DRAFT_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
+    ROWS_CLEANED_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     owner: str
@@ -250,7 +251,8 @@ class DatasetInfo(_message.Message):
     budget: Budget
     draft: bool
     proposed_schema_toml: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., draft: _Optional[bool] = ..., proposed_schema_toml: _Optional[str] = ...) -> None: ...
+    rows_cleaned: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., draft: _Optional[bool] = ..., proposed_schema_toml: _Optional[str] = ..., rows_cleaned: _Optional[int] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()
@@ -447,12 +449,18 @@ class QualityReport(_message.Message):
     def __init__(self, name: _Optional[str] = ..., draft: _Optional[bool] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnQuality, _Mapping]]] = ..., missing_columns: _Optional[_Iterable[str]] = ..., undeclared_columns: _Optional[_Iterable[str]] = ..., persons_over_limit: _Optional[int] = ..., rows_over_limit: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class ConfirmDatasetRequest(_message.Message):
-    __slots__ = ("name", "schema_toml")
+    __slots__ = ("name", "schema_toml", "clamp_to_bounds", "unknown_categories_to_other", "drop_invalid_rows")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
+    CLAMP_TO_BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CATEGORIES_TO_OTHER_FIELD_NUMBER: _ClassVar[int]
+    DROP_INVALID_ROWS_FIELD_NUMBER: _ClassVar[int]
     name: str
     schema_toml: str
-    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ...) -> None: ...
+    clamp_to_bounds: bool
+    unknown_categories_to_other: bool
+    drop_invalid_rows: bool
+    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., clamp_to_bounds: _Optional[bool] = ..., unknown_categories_to_other: _Optional[bool] = ..., drop_invalid_rows: _Optional[bool] = ...) -> None: ...
 
 class DatasetUsage(_message.Message):
     __slots__ = ("dataset", "spent", "policy_toml", "jobs", "releases", "grants")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import polars as pl
 import pytest
 
 from enclave import Client
@@ -88,3 +89,61 @@ def test_a_registered_dataset_is_checked_against_its_schema(server) -> None:
         report = provider.quality_report("stays")
     assert not report.draft and report.rows > 0
     assert all(c.not_of_type == c.out_of_bounds == 0 for c in report.columns)
+
+
+def test_cleaning_at_confirmation_repairs_what_the_provider_chose(server, tmp_path: Path) -> None:
+    schema = SCHEMA.replace(
+        'categories = ["north", "south"]', 'categories = ["north", "south", "other"]'
+    )
+    path = tmp_path / "messy2.csv"
+    path.write_text(CSV)
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("cleaned", path, None)
+        with pytest.raises(grpc.RpcError) as err:  # as it is, the data is refused
+            provider.confirm_dataset("cleaned", schema)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        info = provider.confirm_dataset(
+            "cleaned",
+            schema,
+            clamp_to_bounds=True,
+            unknown_categories_to_other=True,
+            drop_invalid_rows=True,
+        )
+    # "x" (not an int) and NaN rows dropped; p1's third row truncated.
+    assert (info.rows_cleaned, info.rows_dropped) == (2, 1)
+    stored = server.app.catalog.get("cleaned")
+    assert stored is not None
+    frame = pl.read_parquet(stored.path)
+    assert frame.height == 2 and frame["person"].to_list() == ["p1", "p1"]
+
+
+def test_clamping_and_other_keep_every_row(server, tmp_path: Path) -> None:
+    schema = SCHEMA.replace(
+        'categories = ["north", "south"]', 'categories = ["north", "south", "other"]'
+    )
+    path = tmp_path / "fixable.csv"
+    path.write_text("person,age,region,score\nq1,150,west,0.5\nq2,10,north,2\n")
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("fixable", path, None)
+        info = provider.confirm_dataset(
+            "fixable", schema, clamp_to_bounds=True, unknown_categories_to_other=True
+        )
+    assert info.rows_cleaned == 0
+    stored = server.app.catalog.get("fixable")
+    assert stored is not None
+    rows = pl.read_parquet(stored.path).sort("person").to_dicts()
+    assert [(r["age"], r["region"], r["score"]) for r in rows] == [
+        (99, "other", 0.5),
+        (18, "north", 1.0),
+    ]
+
+
+def test_mapping_to_other_needs_other_declared(server, tmp_path: Path) -> None:
+    path = tmp_path / "nother.csv"
+    path.write_text("person,age,region,score\nr1,20,west,0.5\n")
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("nother", path, None)
+        with pytest.raises(grpc.RpcError) as err:
+            provider.confirm_dataset("nother", SCHEMA, unknown_categories_to_other=True)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declare 'other'" in err.value.details()
