@@ -196,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     qr.add_argument("name")
     qr.add_argument("--schema", type=Path, help="check against this schema")
     qr.add_argument("--json", action="store_true")
+    qr.add_argument("--html", type=Path, help="also write the report as an HTML page here")
     cf = d.add_parser("confirm", help="register a draft under the schema you completed")
     cf.add_argument("name")
     cf.add_argument("--schema", type=Path, required=True)
@@ -312,6 +313,62 @@ def _definition(info: Any) -> str:
             f"delta={info.equivalent_delta:g})"
         )
     return "pure epsilon-DP (Laplace noise); delta only for releasing private group keys"
+
+
+_PROBLEMS = (
+    ("nulls", "nulls"),
+    ("nan", "NaN"),
+    ("not_of_type", "not of type"),
+    ("out_of_bounds", "out of bounds"),
+    ("unknown_categories", "unknown categories"),
+)
+
+
+def _quality_html(report: Any) -> str:
+    """A self-contained page: one row per column, a small bar per kind of problem."""
+    import html
+
+    rows = max(report.rows, 1)
+    body = []
+    for c in report.columns:
+        cells = []
+        for field_name, _label in _PROBLEMS:
+            count = getattr(c, field_name)
+            width = 0 if count == 0 else max(2, round(100 * count / rows))
+            bar = (
+                f'<svg width="104" height="12"><rect width="100" height="10" fill="#eee"/>'
+                f'<rect width="{width}" height="10" fill="#c0392b"/></svg>'
+            )
+            cells.append(f"<td>{bar} {count:,}</td>")
+        examples = "<br>".join(html.escape(e) for e in c.examples)
+        body.append(
+            f"<tr><th>{html.escape(c.name)}</th><td>{html.escape(c.type)}</td>"
+            + "".join(cells)
+            + f"<td><small>{examples}</small></td></tr>"
+        )
+    notes = []
+    if report.missing_columns:
+        notes.append("missing columns: " + ", ".join(report.missing_columns))
+    if report.undeclared_columns:
+        notes.append("columns not in the schema: " + ", ".join(report.undeclared_columns))
+    if report.persons_over_limit:
+        notes.append(
+            f"{report.persons_over_limit:,} person(s) over the privacy unit's row limit "
+            f"({report.rows_over_limit:,} row(s) would be dropped)"
+        )
+    headers = "".join(f"<th>{label}</th>" for _f, label in _PROBLEMS)
+    kind = "draft" if report.draft else "dataset"
+    return (
+        "<!doctype html><meta charset='utf-8'>"
+        f"<title>Quality of {html.escape(report.name)}</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;text-align:left}</style>"
+        f"<h1>{html.escape(report.name)} ({kind}): {report.rows:,} rows</h1>"
+        "<p><em>Computed from the data: for its provider only, not to be shared.</em></p>"
+        + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+        + f"<table><tr><th>column</th><th>type</th>{headers}<th>examples</th></tr>"
+        + "".join(body)
+        + "</table>\n"
+    )
 
 
 def _usage_json(usage: Any) -> str:
@@ -535,6 +592,9 @@ def _run(args: argparse.Namespace) -> int:
                 else:
                     kind = "draft" if report.draft else "dataset"
                     print(f"{report.name} ({kind}): {report.text}")
+                if args.html is not None:
+                    args.html.write_text(_quality_html(report))
+                    print(f"wrote {args.html}")
             elif args.dataset == "confirm":
                 info = client.confirm_dataset(
                     args.name,

@@ -291,10 +291,21 @@ def test_upload_without_schema_proposes_one_and_confirm_registers(served, datase
     assert "later is a draft, invisible to researchers" in proposed.stdout
     assert "bounds = [?, ?]" in proposed.stdout
     assert "enclave dataset confirm later --schema FILE" in proposed.stdout
+    page = data.parent / "later-quality.html"
     quality = cli(
-        "dataset", "quality", "later", "--schema", str(schema), token=provider, address=address
+        "dataset",
+        "quality",
+        "later",
+        "--schema",
+        str(schema),
+        "--html",
+        str(page),
+        token=provider,
+        address=address,
     )
     assert "later (draft):" in quality.stdout and "rows" in quality.stdout
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "<svg" in text and "for its provider only" in text
     done = cli(
         "dataset", "confirm", "later", "--schema", str(schema), token=provider, address=address
     )
