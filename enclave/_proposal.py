@@ -96,7 +96,10 @@ class Drafts:
         self._root = root
 
     def save(self, name: str, owner: str, upload: Path, fmt: str, proposal: str) -> None:
-        """Keep ``upload`` (moved) as the draft ``name``, replacing an earlier draft."""
+        """Keep ``upload`` (moved) as the draft ``name``, replacing an earlier one.
+
+        The caller checks that no one else holds the name (`owner`).
+        """
         folder = self._root / name
         if folder.exists():
             shutil.rmtree(folder)
@@ -105,6 +108,13 @@ class Drafts:
         (folder / "draft.json").write_text(
             json.dumps({"owner": owner, "format": fmt, "proposal": proposal})
         )
+
+    def owner(self, name: str) -> str | None:
+        """Who uploaded the draft ``name``, if there is one."""
+        try:
+            return str(json.loads((self._root / name / "draft.json").read_text())["owner"])
+        except (OSError, ValueError, KeyError):
+            return None
 
     def get(self, name: str, owner: str) -> tuple[Path, str, str]:
         """The draft's file, format and proposal.

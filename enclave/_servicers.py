@@ -391,6 +391,9 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         check_name(name)
         if self._app.catalog.get(name) is not None:
             raise AlreadyExists(f"dataset {name!r} is already registered")
+        holder = self._app.drafts.owner(name)
+        if holder is not None and holder != owner:
+            raise AlreadyExists(f"dataset name {name!r} is taken by another provider's draft")
         proposal = propose_schema(read_table(upload, fmt))
         self._app.drafts.save(name, owner, upload, fmt, proposal)
         return pb.DatasetInfo(name=name, owner=owner, draft=True, proposed_schema_toml=proposal)
@@ -439,6 +442,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         self, request: pb.ConfirmDatasetRequest, context: grpc.ServicerContext
     ) -> pb.DatasetInfo:
         caller = current_principal()
+        check_name(request.name)
         path, fmt, _proposal = self._app.drafts.get(request.name, caller.name)
         cleaning = Cleaning(
             clamp_to_bounds=request.clamp_to_bounds,

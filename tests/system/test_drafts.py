@@ -74,3 +74,20 @@ def test_a_draft_cannot_take_a_registered_name_or_a_bad_one(server, dataset_file
             provider.register_dataset("../escape", data, None)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert not (server.app.data_dir / "escape").exists()
+
+
+def test_a_draft_name_is_not_taken_over_by_another_provider(server, dataset_files) -> None:
+    data, schema = dataset_files
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("mine_first", data, None)
+    with Client(server.address, server.admin_token) as admin:
+        rival = admin.create_principal("rival_provider", "provider")
+    with Client(server.address, rival) as other:
+        with pytest.raises(grpc.RpcError) as err:
+            other.register_dataset("mine_first", data, None)
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        with pytest.raises(grpc.RpcError) as err:
+            other.confirm_dataset("../mine_first", schema)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with Client(server.address, server.provider_token) as provider:
+        assert provider.confirm_dataset("mine_first", schema).name == "mine_first"
