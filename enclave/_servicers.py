@@ -21,7 +21,15 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from budget import DELTA_QUANTUM, Balance, LedgerCorrupt, LedgerEntry, Policy, total
-from jobs import DatasetHandle, JobRecord, JobState, ReleaseRecord, Schema, zcdp_epsilon
+from jobs import (
+    DatasetHandle,
+    JobRecord,
+    JobState,
+    ReleaseRecord,
+    Schema,
+    Truncation,
+    zcdp_epsilon,
+)
 
 from ._app import Enclave
 from ._auth import Role, current_principal
@@ -134,6 +142,19 @@ def job_to_proto(
         finished_at=_ts(job.finished_at),
         script=job.script if with_script else "",
     )
+
+
+def _registered(entry: DatasetEntry, truncation: Truncation) -> pb.DatasetInfo:
+    """The answer to a registration: the dataset, and what registration dropped.
+
+    Those counts are computed from the data: for the registering provider
+    only, never in DescribeDataset or ListDatasets.
+    """
+    info = dataset_to_proto(entry)
+    info.rows_dropped = truncation.rows_dropped
+    info.persons_truncated = truncation.persons_truncated
+    info.rows_cleaned = truncation.rows_cleaned
+    return info
 
 
 def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
@@ -326,12 +347,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             )
         finally:
             upload.unlink(missing_ok=True)
-        info = dataset_to_proto(entry)
-        # Computed from the data: for the registering provider only, never in
-        # DescribeDataset or ListDatasets.
-        info.rows_dropped = truncation.rows_dropped
-        info.persons_truncated = truncation.persons_truncated
-        return info
+        return _registered(entry, truncation)
 
     def UploadDataset(
         self, requests: Iterator[pb.UploadDatasetRequest], context: grpc.ServicerContext
@@ -381,10 +397,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             )
         finally:
             upload.unlink(missing_ok=True)
-        info = dataset_to_proto(entry)
-        info.rows_dropped = truncation.rows_dropped
-        info.persons_truncated = truncation.persons_truncated
-        return info
+        return _registered(entry, truncation)
 
     def _draft(self, name: str, owner: str, upload: Path, fmt: str) -> pb.DatasetInfo:
         """Keep an upload sent without a schema as a draft; propose a schema."""
@@ -453,11 +466,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             request.name, caller.name, request.schema_toml, path, fmt, cleaning
         )
         self._app.drafts.drop(request.name)
-        info = dataset_to_proto(entry)
-        info.rows_dropped = truncation.rows_dropped
-        info.persons_truncated = truncation.persons_truncated
-        info.rows_cleaned = truncation.rows_cleaned
-        return info
+        return _registered(entry, truncation)
 
     def _owned(self, dataset: str) -> DatasetEntry:
         entry = self._app.catalog.get(dataset)
