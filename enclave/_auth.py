@@ -178,6 +178,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/enclave.v1.CatalogService/RegisterDataset": frozenset({P}),
     "/enclave.v1.CatalogService/UploadDataset": frozenset({P}),
     "/enclave.v1.CatalogService/ConfirmDataset": frozenset({P}),
+    "/enclave.v1.CatalogService/DeleteDataset": frozenset({P}),
     "/enclave.v1.CatalogService/GetQualityReport": frozenset({P}),
     "/enclave.v1.CatalogService/GrantAccess": frozenset({P}),
     "/enclave.v1.CatalogService/RevokeAccess": frozenset({P}),

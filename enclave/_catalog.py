@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -189,6 +190,19 @@ class Catalog:
             raise
         log.info("dataset %s registered by %s (%d columns)", name, owner, len(schema.columns))
         return DatasetEntry(name, owner, schema, final, now), truncation
+
+    def delete(self, name: str) -> None:
+        """Unregister ``name`` and purge its data files. The ledger is not touched.
+
+        The catalog row goes first (in its own transaction), so the name stops
+        resolving before the files disappear.
+        """
+        from sqlalchemy import delete
+
+        check_name(name)
+        with self._engine.begin() as conn:
+            conn.execute(delete(datasets_table).where(datasets_table.c.name == name))
+        shutil.rmtree(self._root / name, ignore_errors=True)
 
     def get(self, name: str) -> DatasetEntry | None:
         """The dataset called ``name``, or None."""

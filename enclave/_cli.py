@@ -197,6 +197,10 @@ def _parser() -> argparse.ArgumentParser:
     qr.add_argument("--schema", type=Path, help="check against this schema")
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--html", type=Path, help="also write the report as an HTML page here")
+    dl = d.add_parser(
+        "delete", help="unregister your dataset (or draft) and purge its files; the ledger stays"
+    )
+    dl.add_argument("name")
     cf = d.add_parser("confirm", help="register a draft under the schema you completed")
     cf.add_argument("name")
     cf.add_argument("--schema", type=Path, required=True)
@@ -595,6 +599,9 @@ def _run(args: argparse.Namespace) -> int:
                 if args.html is not None:
                     args.html.write_text(_quality_html(report))
                     print(f"wrote {args.html}")
+            elif args.dataset == "delete":
+                client.delete_dataset(args.name)
+                print(f"deleted {args.name}: its files are purged, its ledger entries stay")
             elif args.dataset == "confirm":
                 info = client.confirm_dataset(
                     args.name,

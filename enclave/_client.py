@@ -799,6 +799,10 @@ class Client:
         )
         return report
 
+    def delete_dataset(self, name: str) -> None:
+        """Unregister your dataset (or drop your draft) and purge its files; the ledger stays."""
+        self._call(self._catalog.DeleteDataset, pb.DeleteDatasetRequest(name=name))
+
     def dataset_usage(self, dataset: str) -> pb.DatasetUsage:
         """Your dataset's usage: total spent, policy, jobs, releases, every live grant."""
         usage: pb.DatasetUsage = self._call(

@@ -451,6 +451,20 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             text=render_quality(report),
         )
 
+    def DeleteDataset(
+        self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteDatasetResponse:
+        caller = current_principal()
+        check_name(request.name)
+        entry = self._app.catalog.get(request.name)
+        if entry is not None and entry.owner == caller.name:
+            self._app.catalog.delete(request.name)
+        elif self._app.drafts.owner(request.name) == caller.name:
+            self._app.drafts.drop(request.name)
+        else:
+            raise NotFound(f"you own no dataset or draft called {request.name!r}")
+        return pb.DeleteDatasetResponse()
+
     def ConfirmDataset(
         self, request: pb.ConfirmDatasetRequest, context: grpc.ServicerContext
     ) -> pb.DatasetInfo:

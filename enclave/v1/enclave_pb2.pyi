@@ -448,6 +448,16 @@ class QualityReport(_message.Message):
     text: str
     def __init__(self, name: _Optional[str] = ..., draft: _Optional[bool] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnQuality, _Mapping]]] = ..., missing_columns: _Optional[_Iterable[str]] = ..., undeclared_columns: _Optional[_Iterable[str]] = ..., persons_over_limit: _Optional[int] = ..., rows_over_limit: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ConfirmDatasetRequest(_message.Message):
     __slots__ = ("name", "schema_toml", "clamp_to_bounds", "unknown_categories_to_other", "drop_invalid_rows")
     NAME_FIELD_NUMBER: _ClassVar[int]

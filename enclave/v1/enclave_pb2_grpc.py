@@ -348,6 +348,11 @@ class CatalogServiceStub:
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.SerializeToString,
                 response_deserializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
                 _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/enclave.v1.CatalogService/DeleteDataset',
+                request_serializer=enclave_dot_v1_dot_enclave__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=enclave_dot_v1_dot_enclave__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
         self.GetQualityReport = channel.unary_unary(
                 '/enclave.v1.CatalogService/GetQualityReport',
                 request_serializer=enclave_dot_v1_dot_enclave__pb2.GetQualityReportRequest.SerializeToString,
@@ -413,6 +418,14 @@ class CatalogServiceServicer:
     def ConfirmDataset(self, request, context):
         """Register a draft (an upload sent without a schema) under the schema its
         provider completed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Unregister your dataset (or drop your draft) and purge its data files. Its
+        ledger stays: every release ever charged on it remains on record.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -486,6 +499,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ConfirmDataset,
                     request_deserializer=enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.FromString,
                     response_serializer=enclave_dot_v1_dot_enclave__pb2.DatasetInfo.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=enclave_dot_v1_dot_enclave__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=enclave_dot_v1_dot_enclave__pb2.DeleteDatasetResponse.SerializeToString,
             ),
             'GetQualityReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetQualityReport,
@@ -653,6 +671,33 @@ class CatalogService:
             '/enclave.v1.CatalogService/ConfirmDataset',
             enclave_dot_v1_dot_enclave__pb2.ConfirmDatasetRequest.SerializeToString,
             enclave_dot_v1_dot_enclave__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclave.v1.CatalogService/DeleteDataset',
+            enclave_dot_v1_dot_enclave__pb2.DeleteDatasetRequest.SerializeToString,
+            enclave_dot_v1_dot_enclave__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,7 @@ REQUESTS = {
     "GetDatasetUsage": pb.GetDatasetUsageRequest(dataset="stays"),
     "ConfirmDataset": pb.ConfirmDatasetRequest(name="none", schema_toml=""),
     "GetQualityReport": pb.GetQualityReportRequest(name="none"),
+    "DeleteDataset": pb.DeleteDatasetRequest(name="none"),
     "VerifyLedger": pb.VerifyLedgerRequest(),
     "GetLedgerHead": pb.GetLedgerHeadRequest(),
     "ListBudgets": pb.ListBudgetsRequest(),

@@ -91,3 +91,35 @@ def test_a_draft_name_is_not_taken_over_by_another_provider(server, dataset_file
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with Client(server.address, server.provider_token) as provider:
         assert provider.confirm_dataset("mine_first", schema).name == "mine_first"
+
+
+def test_deleting_a_dataset_purges_its_files_and_keeps_its_ledger(server, dataset_files) -> None:
+    data, schema = dataset_files
+    with Client(server.address, server.provider_token) as provider:
+        provider.register_dataset("short_lived", data, schema)
+    token = server.researcher(None, name="deleted_reader")
+    with Client(server.address, server.provider_token) as provider:
+        provider.grant("short_lived", "deleted_reader", 1)
+    with Client(server.address, token) as researcher:
+        researcher.run('result["n"] = release(dataset().count(), epsilon=0.5).value', "short_lived")
+    folder = server.app.catalog.get("short_lived").path.parent
+    assert any(folder.iterdir())
+    with Client(server.address, server.admin_token) as admin:
+        stranger = admin.create_principal("delete_stranger", "provider")
+    with Client(server.address, stranger) as other:
+        with pytest.raises(grpc.RpcError) as err:
+            other.delete_dataset("short_lived")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with Client(server.address, server.provider_token) as provider:
+        provider.delete_dataset("short_lived")
+        provider.register_dataset("draft_to_drop", data, None)
+        provider.delete_dataset("draft_to_drop")
+    assert server.app.catalog.get("short_lived") is None and not folder.exists()
+    assert not (server.app.data_dir / "drafts" / "draft_to_drop").exists()
+    entries = server.app.ledger.entries(dataset="short_lived")
+    assert len(entries) == 1 and entries[0].principal == "deleted_reader"
+    with Client(server.address, token) as researcher:
+        assert "short_lived" not in [d.name for d in researcher.datasets()]
+        with pytest.raises(grpc.RpcError) as err:
+            researcher.run('result["n"] = 1', "short_lived")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
