@@ -364,6 +364,12 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             )
         if header.size < 0:
             raise InvalidArgument("size must be the file's size in bytes, or 0")
+        # What can be refused without the data is refused before receiving it.
+        check_name(header.name)
+        if self._app.catalog.get(header.name) is not None:
+            raise AlreadyExists(f"dataset {header.name!r} is already registered")
+        if header.schema_toml.strip():
+            Schema.from_toml(header.schema_toml)
         trailer: list[pb.UploadTrailer] = []
 
         def chunks() -> Iterator[bytes]:

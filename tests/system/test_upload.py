@@ -160,3 +160,26 @@ def test_newline_delimited_json_is_a_format(server, rows, dataset_files, tmp_pat
     # A count at ε = 1, one row per person: Laplace noise of scale 1, |noise| >= 50
     # with probability e^-50.
     assert abs(job.result["n"] - len(rows)) < 50
+
+
+def test_what_needs_no_data_is_refused_before_the_file_is_sent(server) -> None:
+    sent: list[int] = []
+
+    def parts(name: str, schema: str) -> Iterator[pb.UploadDatasetRequest]:
+        header = pb.UploadHeader(name=name, schema_toml=schema, format="csv")
+        yield pb.UploadDatasetRequest(header=header)
+        for i in range(1000):  # ~1 GB, were it all sent
+            sent.append(i)
+            yield pb.UploadDatasetRequest(chunk=b"x" * (1024 * 1024))
+
+    with Client(server.address, server.provider_token) as provider:
+        for name, schema, code in (
+            ("stays", "max_rows = 10", grpc.StatusCode.ALREADY_EXISTS),
+            ("Bad Name", "max_rows = 10", grpc.StatusCode.INVALID_ARGUMENT),
+            ("fine", "not toml [", grpc.StatusCode.INVALID_ARGUMENT),
+        ):
+            sent.clear()
+            with pytest.raises(grpc.RpcError) as err:
+                _raw(provider, parts(name, schema))
+            assert err.value.code() == code
+            assert len(sent) < 100  # refused at the header, not after the gigabyte
