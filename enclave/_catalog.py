@@ -100,8 +100,51 @@ def read_table(path: Path, fmt: str) -> Any:
         if fmt == "ndjson":
             return pl.read_ndjson(path)
     except Exception as err:  # polars raises many types for unreadable input
-        raise DataMismatch(f"could not read the {fmt} file: {err}") from err
+        found = _diagnose_csv(path) if fmt == "csv" else None
+        raise DataMismatch(f"could not read the {fmt} file: {found or err}") from err
     raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def _diagnose_csv(path: Path) -> str | None:
+    """The first line that makes a CSV file unreadable, said plainly (or None).
+
+    Run only when Polars refused the file: its messages name its own options
+    ("truncate_ragged_lines"), not the provider's line. Two streaming passes,
+    so a large file is checked in bounded memory: the encoding line by line,
+    then the field counts with Python's CSV reader (quoted values may span
+    lines).
+    """
+    import codecs
+    import csv
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as err:
+                return (
+                    f"line {number} is not valid UTF-8 (byte {raw[err.start]:#04x} at column "
+                    f"{err.start + 1}); save the file as UTF-8 and upload it again"
+                )
+    with open(path, encoding="utf-8", newline="") as text:
+        reader = csv.reader(text)
+        header: int | None = None
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if header is None:
+                    header = len(row)
+                elif len(row) != header:
+                    return (
+                        f"line {reader.line_num} has {len(row)} field(s) but the header has "
+                        f"{header}; every line needs one value per column (empty for a "
+                        "missing value)"
+                    )
+        except csv.Error as err:
+            return f"line {reader.line_num}: {err}"
+    return None
 
 
 class Catalog:

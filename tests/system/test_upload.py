@@ -183,3 +183,41 @@ def test_what_needs_no_data_is_refused_before_the_file_is_sent(server) -> None:
                 _raw(provider, parts(name, schema))
             assert err.value.code() == code
             assert len(sent) < 100  # refused at the header, not after the gigabyte
+
+
+MALFORMED_SCHEMA = """
+max_rows = 10
+privacy_unit = { column = "person", max_rows_per_person = 1 }
+[columns.person]
+type = "string"
+[columns.age]
+type = "int"
+bounds = [0, 99]
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        (
+            "ragged",
+            b"person,age\np1,20\np2,30,extra\n",
+            "line 3 has 3 field(s) but the header has 2",
+        ),
+        ("latin1", "person,age\np\xe9,20\n".encode("latin-1"), "line 2 is not valid UTF-8"),
+        ("wrongtype", b"person,age\np1,twenty\np2,30\n", "values are not int: row 1: 'twenty'"),
+    ],
+)
+def test_a_malformed_csv_is_refused_naming_its_first_problem(
+    server, tmp_path: Path, name: str, data: bytes, message: str
+) -> None:
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(data)
+    with (
+        Client(server.address, server.provider_token) as provider,
+        pytest.raises(grpc.RpcError) as err,
+    ):
+        provider.register_dataset(name, path, MALFORMED_SCHEMA)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+    _nothing_left(server, name)
