@@ -9,6 +9,7 @@ engine, not the data.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -17,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,3 +179,30 @@ def run_python(args: Sequence[str], timeout: float = 3600) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-4000:]}")
     return done.stdout
+
+
+@contextlib.contextmanager
+def enclave_serve(ready: Path, *options: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real `enclave serve` subprocess on loopback (plaintext); it and its address.
+
+    ``ready`` is the file the server writes its address to once serving.
+    """
+    serve = [sys.executable, "-m", "enclave", "serve", "--insecure", "--listen", "127.0.0.1:0"]
+    proc = subprocess.Popen(
+        [*serve, "--ready-file", str(ready), "--log-level", "WARNING", *options],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start ({' '.join(options)})")
+            time.sleep(0.05)
+        yield proc, ready.read_text().strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

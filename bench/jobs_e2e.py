@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     ROOT,
     Section,
+    enclave_serve,
     percentile,
     schema_text,
     times_ms,
@@ -85,22 +86,9 @@ def serving(tmp: Path, datasets: dict[str, int], max_jobs: int, tag: str) -> Ite
         check=True,
         env=env,
     ).stdout.strip()
-    ready = tmp / f"ready-{tag}"
-    options = ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--log-level", "WARNING"]
-    options += ["--max-jobs", str(max_jobs), "--max-jobs-per-researcher", "256"]
-    options += ["--max-queued-jobs", "1024", "--data-dir", str(data_dir), "--insecure"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "enclave", "serve", *options],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
-        address = ready.read_text().strip()
+    options = ["--data-dir", str(data_dir), "--max-jobs", str(max_jobs)]
+    options += ["--max-jobs-per-researcher", "256", "--max-queued-jobs", "1024"]
+    with enclave_serve(tmp / f"ready-{tag}", *options) as (proc, address):
         with Client(address, admin) as c:
             provider = c.create_principal("prov", "provider")
             researcher = c.create_principal("alice", "researcher")
@@ -111,12 +99,6 @@ def serving(tmp: Path, datasets: dict[str, int], max_jobs: int, tag: str) -> Ite
                 path.unlink()
                 c.grant(name, "alice", 1_000_000)
         yield Server(proc, address, researcher)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def latency(server: Server, jobs: int) -> dict[str, float]:

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, machine, schema_text, write_dataset
+from bench._common import enclave_serve, machine, schema_text, write_dataset
 from bench.jobs_e2e import throughput
 from bench.ledger_debits import _postgres_url
 from enclave import Client
@@ -36,25 +33,12 @@ EPSILON = Decimal("0.001")
 @contextlib.contextmanager
 def replica(data_dir: Path, url: str, name: str, tmp: Path) -> Iterator[str]:
     """One `enclave serve --replica NAME` on the shared database; its address."""
-    ready = tmp / f"ready-{name}"
     options = ["--data-dir", str(data_dir), "--database-url", url, "--replica", name]
-    options += ["--insecure", "--listen", "127.0.0.1:0", "--ready-file", str(ready)]
-    options += ["--log-level", "WARNING", "--max-jobs-per-researcher", "256"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "enclave", "serve", *options],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"replica {name} did not start")
-            time.sleep(0.05)
-        yield ready.read_text().strip()
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with enclave_serve(tmp / f"ready-{name}", *options, "--max-jobs-per-researcher", "256") as (
+        _proc,
+        address,
+    ):
+        yield address
 
 
 def main() -> None:

@@ -264,13 +264,13 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 _abort(context, err)
                 raise  # pragma: no cover - abort() raises
 
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+        def answering(inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+            """A single-answer method (unary or client-streaming request), authorised."""
 
-            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
                 reset = _current.set(authorise(context))
                 try:
-                    return inner_uu(request, context)
+                    return inner(request, context)
                 except _status.DOMAIN_ERRORS as err:
                     _abort(context, err)
                 except Exception as err:
@@ -280,8 +280,13 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 finally:
                     _current.reset(reset)
 
+            return call
+
+        if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+                answering(handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
@@ -306,22 +311,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
-
-            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                reset = _current.set(authorise(context))
-                try:
-                    return inner_su(requests, context)
-                except _status.DOMAIN_ERRORS as err:
-                    _abort(context, err)
-                except Exception as err:
-                    if context.code() is None:
-                        _abort(context, err)
-                    raise
-                finally:
-                    _current.reset(reset)
-
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
+                answering(handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         return handler  # pragma: no cover - no bidirectional methods

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs import Schema
+from jobs._schema import _BOOL_TEXT  # the spellings registration accepts as booleans
 
 _TYPES = {"int": "Int64", "float": "Float64"}
-_BOOL_TEXT = ("true", "false", "1", "0", "yes", "no")
 
 
 @dataclass
@@ -63,7 +63,7 @@ def quality_report(frame: Any, schema: Schema | None) -> QualityReport:
             column.not_of_type = int(failed.sum())
             _examples(column, series.filter(failed), "not " + spec.type)
         elif spec is not None and spec.type == "bool" and series.dtype == pl.String:
-            failed = series.is_not_null() & ~series.str.to_lowercase().is_in(_BOOL_TEXT)
+            failed = series.is_not_null() & ~series.str.to_lowercase().is_in(list(_BOOL_TEXT))
             column.not_of_type = int(failed.sum())
             _examples(column, series.filter(failed), "not bool")
         if values.dtype.is_float():
@@ -184,7 +184,7 @@ def clean(frame: Any, schema: Schema, options: Cleaning) -> tuple[Any, int]:
             else:
                 invalid.append(unknown)
         elif spec.type == "bool" and frame.get_column(spec.name).dtype == pl.String:
-            invalid.append(value.is_not_null() & ~value.str.to_lowercase().is_in(_BOOL_TEXT))
+            invalid.append(value.is_not_null() & ~value.str.to_lowercase().is_in(list(_BOOL_TEXT)))
         if not spec.nullable:
             invalid.append(value.is_null())
     if exprs:

@@ -437,19 +437,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             name=request.name,
             draft=draft,
             rows=report.rows,
-            columns=[
-                pb.ColumnQuality(
-                    name=c.name,
-                    type=c.type,
-                    nulls=c.nulls,
-                    nan=c.nan,
-                    not_of_type=c.not_of_type,
-                    out_of_bounds=c.out_of_bounds,
-                    unknown_categories=c.unknown_categories,
-                    examples=c.examples,
-                )
-                for c in report.columns
-            ],
+            columns=[pb.ColumnQuality(**dataclasses.asdict(c)) for c in report.columns],
             missing_columns=report.missing_columns,
             undeclared_columns=report.undeclared_columns,
             persons_over_limit=report.persons_over_limit,
