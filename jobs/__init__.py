@@ -30,7 +30,9 @@ from ._errors import (
 from ._sandbox import Limits
 from ._schema import (
     ColumnSpec,
+    Conformer,
     DatasetHandle,
+    PersonLimits,
     PrivacyUnit,
     Schema,
     Truncation,
@@ -66,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ColumnSpec",
+    "Conformer",
     "CostEstimate",
     "DataMismatch",
     "DatasetCatalog",
@@ -79,6 +82,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "Limits",
+    "PersonLimits",
     "PlanError",
     "PrivacyUnit",
     "ReleaseRecord",

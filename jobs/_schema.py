@@ -450,110 +450,228 @@ class DatasetHandle:
 def conform(frame: Any, schema: Schema) -> Any:
     """Check a Polars DataFrame against ``schema``; return it cast to the stored types.
 
+    The in-memory form of `Conformer`, for data that is already loaded.
+
     Raises:
         DataMismatch: naming the column, the problem, and (for the provider) the
             first offending rows.
     """
-    import polars as pl
+    checker = Conformer(schema)
+    checker.observe(frame)
+    checker.finish()
+    return checker.typed(frame)
 
-    problems: list[str] = []
-    missing = [n for n in schema.names if n not in frame.columns]
-    if missing:
-        raise DataMismatch(f"column(s) missing from the data: {', '.join(missing)}")
-    undeclared = [n for n in frame.columns if schema.column(n) is None]
-    if undeclared:
-        raise DataMismatch(
-            f"column(s) in the data but not in the schema: {', '.join(undeclared)} "
-            "(declare them, or drop them before registering)"
-        )
-    if frame.height > schema.max_rows:
-        raise DataMismatch(
-            f"the data has {frame.height} rows, more than max_rows={schema.max_rows}"
-        )
-    target = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
-    out: dict[str, Any] = {}
-    for spec in schema.columns:
-        series = frame.get_column(spec.name)
-        if spec.type == "bool" and series.dtype == pl.String:
+
+class Conformer:
+    """Checks data against a schema one batch at a time, then converts it.
+
+    Registration reads a provider's file in batches of a few MB twice: once
+    through `observe` (which keeps only counts, the first offending rows of each
+    problem and capped sets of distinct values), then, after `finish` passed,
+    through `typed` (and `PersonLimits`) on the way to Parquet. Memory is then
+    bounded by a batch, whatever the file's size. (Polars' streaming engine, tried
+    first, materialised these
+    multi-check aggregations: its peak grew with the file.)
+    """
+
+    #: Rows shown per problem in a refusal.
+    EXAMPLES = 5
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.rows = 0
+        self._checks: dict[tuple[str, Any], _ColumnCheck] = {}
+        self._counts: dict[str, int] = {}
+        self._examples: dict[str, list[tuple[int, Any]]] = {}
+        self._keys: dict[str, set[Any]] = {
+            s.name: set() for s in schema.columns if s.max_keys is not None
+        }
+
+    def _columns(self, batch: Any) -> list[_ColumnCheck]:
+        """The checks for this batch's column types (a JSON file's may vary by batch)."""
+        missing = [n for n in self.schema.names if n not in batch.schema]
+        if missing:
+            raise DataMismatch(f"column(s) missing from the data: {', '.join(missing)}")
+        undeclared = [n for n in batch.columns if self.schema.column(n) is None]
+        if undeclared:
+            raise DataMismatch(
+                f"column(s) in the data but not in the schema: {', '.join(undeclared)} "
+                "(declare them, or drop them before registering)"
+            )
+        checks = []
+        for spec in self.schema.columns:
+            key = (spec.name, batch.schema[spec.name])
+            if key not in self._checks:
+                self._checks[key] = _ColumnCheck(spec, key[1])
+            checks.append(self._checks[key])
+        return checks
+
+    def observe(self, batch: Any) -> None:
+        """Count this batch's problems; rows are numbered after the earlier batches'."""
+        checks = self._columns(batch)
+        conditions = [c for check in checks for c in check.conditions()]
+        if conditions:
+            counts = batch.select(cond.sum().alias(key) for key, cond, _ in conditions).row(
+                0, named=True
+            )
+            for key, cond, shown in conditions:
+                found = int(counts[key] or 0)
+                if not found:
+                    continue
+                self._counts[key] = self._counts.get(key, 0) + found
+                kept = self._examples.setdefault(key, [])
+                if len(kept) < self.EXAMPLES:
+                    rows = (
+                        batch.with_row_index("__enclave_row", offset=self.rows)
+                        .filter(cond)
+                        .select("__enclave_row", shown.alias("__enclave_value"))
+                        .head(self.EXAMPLES - len(kept))
+                    )
+                    kept.extend(rows.iter_rows())
+        by_name = {check.spec.name: check for check in checks}
+        for name, seen in self._keys.items():
+            spec = by_name[name].spec
+            assert spec.max_keys is not None
+            if len(seen) <= spec.max_keys:  # beyond, the refusal is certain
+                seen.update(batch.select(by_name[name].typed.unique()).to_series().to_list())
+        self.rows += batch.height
+
+    def finish(self) -> None:
+        """Refuse the data if any batch had a problem.
+
+        Raises:
+            DataMismatch: every problem found, each with its first rows.
+        """
+        if self.rows > self.schema.max_rows:
+            raise DataMismatch(
+                f"the data has {self.rows} rows, more than max_rows={self.schema.max_rows}"
+            )
+        problems: list[str] = []
+        for spec in self.schema.columns:
+            checks = [c for (name, _), c in self._checks.items() if name == spec.name]
+            problems += _ColumnCheck.problems(spec, checks, self._counts, self._examples)
+            seen = self._keys.get(spec.name)
+            if spec.max_keys is not None and seen is not None and len(seen) > spec.max_keys:
+                problems.append(
+                    f"column {spec.name!r}: more than max_keys={spec.max_keys} distinct values"
+                )
+        if problems:
+            raise DataMismatch("the data does not match the schema:\n  " + "\n  ".join(problems))
+
+    def typed(self, batch: Any) -> Any:
+        """A checked batch cast to the stored types, in schema order."""
+        return batch.select(check.typed for check in self._columns(batch))
+
+
+class _ColumnCheck:
+    """One column's conversion to its declared type, and the checks of its values.
+
+    Every check is a boolean expression over the source row; a batch's checks
+    are counted in one aggregation.
+    """
+
+    _TARGET = {"int": "Int64", "float": "Float64", "bool": "Boolean"}
+
+    def __init__(self, spec: ColumnSpec, dtype: Any) -> None:
+        import polars as pl
+
+        self.spec = spec
+        name = spec.name
+        source = pl.col(name)
+        #: (check, condition, shown expression): the type checks come first and,
+        #: when one fails, the column's other problems are not reported.
+        self.type_checks: list[tuple[str, Any, Any]] = []
+        if spec.type == "bool" and dtype == pl.String:
             # CSV text: accept the usual spellings, strictly.
-            mapped = series.str.to_lowercase().replace_strict(
+            typed = source.str.to_lowercase().replace_strict(
                 _BOOL_TEXT, default=None, return_dtype=pl.Boolean
             )
-            bad_rows = frame.with_row_index("_row").filter(mapped.is_null() & series.is_not_null())
-            if bad_rows.height:
-                problems.append(
-                    f"column {spec.name!r}: values are not bool (true/false/1/0/yes/no): "
-                    f"{_first_rows(bad_rows, spec.name)}"
-                )
-                continue
-            series = mapped.alias(spec.name)
-        if spec.type in target:
-            source = series
-            try:
-                series = series.cast(target[spec.type], strict=True)
-                if source.dtype.is_numeric() and spec.type != "float":
-                    # Typed input (Parquet): 2.5 -> int or 2 -> bool would cast silently.
-                    lossy = source.cast(pl.Float64) != series.cast(pl.Float64)
-                    if lossy.any():
-                        bad = _first_rows(frame.with_row_index("_row").filter(lossy), spec.name)
-                        problems.append(
-                            f"column {spec.name!r}: values cannot be stored as {spec.type} "
-                            f"without changing them: {bad}"
-                        )
-                        continue
-            except Exception:  # polars raises several types for failed casts
-                bad = _first_rows(
-                    frame.with_row_index("_row").filter(
-                        series.cast(target[spec.type], strict=False).is_null()
-                        & series.is_not_null()
-                    ),
-                    spec.name,
-                )
-                problems.append(f"column {spec.name!r}: values are not {spec.type}: {bad}")
-                continue
+            self.type_checks.append(("type", typed.is_null() & source.is_not_null(), source))
+        elif spec.type in self._TARGET:
+            typed = source.cast(getattr(pl, self._TARGET[spec.type]), strict=False)
+            self.type_checks.append(("type", typed.is_null() & source.is_not_null(), source))
+            if dtype.is_numeric() and spec.type != "float":
+                # Typed input (Parquet): 2.5 -> int or 2 -> bool would cast silently.
+                lossy = (source.cast(pl.Float64) != typed.cast(pl.Float64)).fill_null(False)
+                self.type_checks.append(("lossy", lossy, source))
         else:
-            series = series.cast(pl.String)
-        rows = frame.with_row_index("_row").with_columns(series.alias(spec.name))
-        if not spec.nullable and series.null_count():
-            nulls = _first_rows(rows.filter(pl.col(spec.name).is_null()), spec.name)
-            problems.append(
-                f"column {spec.name!r}: {series.null_count()} null value(s) but the column "
-                f"is not nullable: {nulls}"
-            )
+            typed = source.cast(pl.String)
+        self.typed = typed.alias(name)
+        value = self.typed
+        self.value_checks: list[tuple[str, Any]] = []
+        if not spec.nullable:
+            self.value_checks.append(("nulls", value.is_null()))
         if spec.type == "float":
-            nan = rows.filter(pl.col(spec.name).is_nan())
-            if nan.height:
-                problems.append(f"column {spec.name!r}: NaN values: {_first_rows(nan, spec.name)}")
+            self.value_checks.append(("nan", value.is_nan().fill_null(False)))
         if spec.bounds is not None:
             lo, hi = spec.bounds
-            value = pl.col(spec.name)
             outside = (value < lo) | (value > hi)
             if spec.type == "float":
                 outside = outside & value.is_not_nan()  # NaN is reported on its own
-            out_of = rows.filter(outside)
-            if out_of.height:
-                problems.append(
-                    f"column {spec.name!r}: {out_of.height} value(s) outside bounds [{lo}, {hi}]: "
-                    f"{_first_rows(out_of, spec.name)}"
-                )
+            self.value_checks.append(("bounds", outside.fill_null(False)))
         if spec.categories is not None:
-            unknown = rows.filter(
-                pl.col(spec.name).is_not_null() & ~pl.col(spec.name).is_in(list(spec.categories))
+            self.value_checks.append(
+                ("categories", value.is_not_null() & ~value.is_in(list(spec.categories)))
             )
-            if unknown.height:
-                problems.append(
-                    f"column {spec.name!r}: {unknown.height} value(s) not among the declared "
-                    f"categories: {_first_rows(unknown, spec.name)}"
-                )
-        if spec.max_keys is not None and series.n_unique() > spec.max_keys:
-            problems.append(
-                f"column {spec.name!r}: {series.n_unique()} distinct values, more than "
-                f"max_keys={spec.max_keys}"
+
+    @staticmethod
+    def key(column: str, check: str) -> str:
+        return f"{column}\x00{check}"
+
+    def conditions(self) -> list[tuple[str, Any, Any]]:
+        """(count key, condition, shown expression) for every check of the column."""
+        name = self.spec.name
+        out = [(self.key(name, k), cond, shown) for k, cond, shown in self.type_checks]
+        out += [(self.key(name, k), cond, self.typed) for k, cond in self.value_checks]
+        return out
+
+    @staticmethod
+    def problems(
+        spec: ColumnSpec,
+        checks: list[_ColumnCheck],
+        counts: dict[str, int],
+        examples: dict[str, list[tuple[int, Any]]],
+    ) -> list[str]:
+        """The refusal's lines for one column, from every batch's counts."""
+        where = f"column {spec.name!r}"
+
+        def count(check: str) -> int:
+            return counts.get(_ColumnCheck.key(spec.name, check), 0)
+
+        def rows(check: str) -> str:
+            shown = examples.get(_ColumnCheck.key(spec.name, check), [])
+            items = [f"row {r + 1}: {v!r}" for r, v in shown]
+            more = count(check) - len(shown)
+            return "; ".join(items) + (f" (and {more} more)" if more > 0 else "")
+
+        if count("type"):
+            kind = "bool (true/false/1/0/yes/no)" if spec.type == "bool" else spec.type
+            # Rows numbered as a spreadsheet shows them (header excluded).
+            return [f"{where}: values are not {kind}: {rows('type')}"]
+        if count("lossy"):
+            return [
+                f"{where}: values cannot be stored as {spec.type} without changing them: "
+                f"{rows('lossy')}"
+            ]
+        found = []
+        if count("nulls"):
+            found.append(
+                f"{where}: {count('nulls')} null value(s) but the column is not nullable: "
+                f"{rows('nulls')}"
             )
-        out[spec.name] = series
-    if problems:
-        raise DataMismatch("the data does not match the schema:\n  " + "\n  ".join(problems))
-    return pl.DataFrame(out)
+        if count("nan"):
+            found.append(f"{where}: NaN values: {rows('nan')}")
+        if count("bounds") and spec.bounds is not None:
+            lo, hi = spec.bounds
+            found.append(
+                f"{where}: {count('bounds')} value(s) outside bounds [{lo}, {hi}]: {rows('bounds')}"
+            )
+        if count("categories"):
+            found.append(
+                f"{where}: {count('categories')} value(s) not among the declared categories: "
+                f"{rows('categories')}"
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,13 +701,36 @@ def truncate_contributions(frame: Any, schema: Schema) -> tuple[Any, Truncation]
     """
     import polars as pl
 
-    unit = schema.privacy_unit
-    if unit.identifier is None:
+    ident = schema.privacy_unit.identifier
+    if ident is None:
         return frame, Truncation()
+    dropped = _dropped_rows(frame.with_row_index("__row"), schema)
+    if dropped.height == 0:
+        return frame, Truncation()
+    kept = (
+        frame.with_row_index("__row")
+        .filter(~pl.col("__row").is_in(dropped.get_column("__row").implode()))
+        .drop("__row")
+    )
+    return kept, Truncation(dropped.height, dropped.get_column(ident).n_unique())
+
+
+def _dropped_rows(frame: Any, schema: Schema) -> Any:
+    """The rows (``__row`` and the person) that `truncate_contributions` drops.
+
+    ``frame`` holds every row of the persons it has, in file order, numbered
+    in ``__row``; only the person column and those with
+    ``max_groups_per_person`` are read.
+    """
+    import polars as pl
+
+    unit = schema.privacy_unit
     ident = unit.identifier
+    assert ident is not None
+    grouped = [s.name for s in schema.columns if s.max_groups_per_person is not None]
     # Each condition looks only at one person's own rows, so together they are
     # still a per-person (stable) transformation.
-    marked = frame.with_row_index("__row").with_columns(
+    marked = frame.select("__row", ident, *grouped).with_columns(
         (pl.int_range(pl.len()).over(ident) < unit.max_rows_per_person).alias("__keep")
     )
     for spec in schema.columns:
@@ -599,18 +740,96 @@ def truncate_contributions(frame: Any, schema: Schema) -> tuple[Any, Truncation]
         marked = marked.with_columns(pl.col("__row").min().over(ident, spec.name).alias("__first"))
         within = pl.col("__first").rank("dense").over(ident) <= spec.max_groups_per_person
         marked = marked.with_columns(pl.col("__keep") & within).drop("__first")
-    dropped = marked.filter(~pl.col("__keep"))
-    if dropped.height == 0:
-        return frame, Truncation()
-    kept = marked.filter(pl.col("__keep")).drop("__row", "__keep")
-    return kept, Truncation(dropped.height, dropped.get_column(ident).n_unique())
+    return marked.filter(~pl.col("__keep")).select("__row", ident)
+
+
+class PersonLimits:
+    """`truncate_contributions` for a file read in batches, in bounded memory.
+
+    Truncating needs all of a person's rows together, and a person's rows
+    may be anywhere in the file. So the batches' person column (and the
+    grouped ones), with each row's number, are spilled to ``partitions``
+    files by a hash of the person: each file then holds every row of its
+    persons, in file order, and is truncated on its own, in memory, exactly as
+    the whole data would be. The hash only spreads persons over files; it
+    decides nothing. What is kept is the (sorted) numbers of the rows to drop.
+    """
+
+    def __init__(self, schema: Schema, folder: Path, partitions: int) -> None:
+        self._schema = schema
+        unit = schema.privacy_unit
+        assert unit.identifier is not None
+        self._columns = [unit.identifier] + [
+            s.name for s in schema.columns if s.max_groups_per_person is not None
+        ]
+        self._folder = folder
+        self._partitions = max(1, partitions)
+        self._writers: dict[int, Any] = {}
+        self._rows = 0
+        self._dropped: Any = None
+        self.truncation = Truncation()
+
+    def add(self, typed: Any) -> None:
+        """Spill one batch (already cast to the stored types) to the partition files."""
+        import polars as pl
+        import pyarrow as pa
+
+        part = typed.select(self._columns).with_columns(
+            pl.int_range(self._rows, self._rows + typed.height, dtype=pl.UInt64).alias("__row"),
+            (pl.col(self._columns[0]).hash(seed=0) % self._partitions).alias("__part"),
+        )
+        self._rows += typed.height
+        for (index,), rows in part.partition_by("__part", as_dict=True).items():
+            table = rows.drop("__part").to_arrow(compat_level=pl.CompatLevel.oldest())
+            writer = self._writers.get(index)
+            if writer is None:
+                sink = pa.OSFile(str(self._folder / f"persons-{index}.arrow"), "wb")
+                writer = self._writers[index] = (sink, pa.ipc.new_stream(sink, table.schema))
+            writer[1].write_table(table)
+
+    def finish(self) -> None:
+        """Truncate each partition; afterwards `drop` answers and the files are gone."""
+        import numpy as np
+        import polars as pl
+        import pyarrow as pa
+
+        ident = self._columns[0]
+        found: list[Any] = []
+        rows = persons = 0
+        for index, (sink, writer) in sorted(self._writers.items()):
+            writer.close()
+            sink.close()
+            path = self._folder / f"persons-{index}.arrow"
+            with pa.memory_map(str(path)) as source:
+                frame = pl.from_arrow(pa.ipc.open_stream(source).read_all())
+            path.unlink()
+            assert isinstance(frame, pl.DataFrame)
+            dropped = _dropped_rows(frame, self._schema)
+            rows += dropped.height
+            persons += dropped.get_column(ident).n_unique()  # partitions share no person
+            found.append(dropped.get_column("__row").to_numpy())
+        self._writers = {}
+        self._dropped = np.sort(np.concatenate(found)) if found else np.empty(0, np.uint64)
+        self.truncation = Truncation(rows, persons)
+
+    def drop(self, typed: Any, offset: int) -> Any:
+        """The batch starting at row ``offset`` without the rows `finish` found to drop."""
+        import numpy as np
+        import polars as pl
+
+        lo, hi = np.searchsorted(self._dropped, [offset, offset + typed.height])
+        if lo == hi:
+            return typed
+        mask = np.ones(typed.height, dtype=bool)
+        mask[self._dropped[lo:hi] - offset] = False
+        return typed.filter(pl.Series(mask))
+
+    def close(self) -> None:
+        """Remove any partition file left by a registration that failed."""
+        for sink, _writer in self._writers.values():
+            sink.close()
+        for path in self._folder.glob("persons-*.arrow"):
+            path.unlink(missing_ok=True)
 
 
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-
-
-def _first_rows(rows: Any, column: str, limit: int = 5) -> str:
-    # Row numbers are 1-based data rows (header excluded), as a spreadsheet shows them.
-    items = [f"row {r + 1}: {v!r}" for r, v in rows.select("_row", column).head(limit).iter_rows()]
-    more = "" if rows.height <= limit else f" (and {rows.height - limit} more)"
-    return "; ".join(items) + more
