@@ -8,6 +8,7 @@ metadata) is stored in the database as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import (
     Column,
@@ -37,13 +38,13 @@ from sqlalchemy.exc import IntegrityError
 
 import budget
 from jobs import (
+    Conformer,
     DataMismatch,
     DatasetHandle,
+    PersonLimits,
     Schema,
     Truncation,
     UnknownDataset,
-    conform,
-    truncate_contributions,
 )
 from jobs._service import TRIMMER
 
@@ -98,11 +99,119 @@ def read_table(path: Path, fmt: str) -> Any:
         if fmt == "parquet":
             return pl.read_parquet(path)
         if fmt == "ndjson":
-            return pl.read_ndjson(path)
+            return pl.read_ndjson(path, infer_schema_length=None)
     except Exception as err:  # polars raises many types for unreadable input
-        found = _diagnose_csv(path) if fmt == "csv" else None
-        raise DataMismatch(f"could not read the {fmt} file: {found or err}") from err
+        raise unreadable(path, fmt, err) from err
     raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+#: Bytes of the provider's file parsed at a time at registration.
+#: (Measured on a 530 MB CSV: 4 MB batches parse as fast as 16 MB ones, with a
+#: working set of 70 MB instead of 170.)
+BATCH_BYTES = 4 * 1024**2
+#: Rows per Parquet row group of a registered file (Polars' own default).
+ROW_GROUP_ROWS = 512**2
+#: Bytes of file per partition of the person column (see `jobs.PersonLimits`):
+#: truncating a partition takes about ten times its share of the file.
+PERSON_PARTITION_BYTES = 16 * 1024**2
+#: At most this many partition files (open at once while they are written).
+MAX_PERSON_PARTITIONS = 512
+
+
+def read_batches(path: Path, fmt: str, batch_bytes: int | None = None) -> Iterator[Any]:
+    """A provider's file as Polars DataFrames of about `BATCH_BYTES` each (CSV as text).
+
+    At least one frame, possibly empty, so that a file of headers only is
+    still checked. CSV and NDJSON are cut at record boundaries (for CSV, a
+    newline outside quotes: RFC 4180 doubles quotes inside quoted values, so
+    an even count of quotes before a newline means it ends a record); each
+    batch is parsed by Polars. Parquet is read a record batch at a time.
+
+    Raises:
+        DataMismatch: an unreadable file, from the first batch that fails.
+    """
+    import polars as pl
+
+    if fmt not in FORMATS:
+        raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(path) as parquet:
+                empty = True
+                for record_batch in parquet.iter_batches(batch_size=65_536):
+                    empty = False
+                    yield pl.from_arrow(record_batch)
+                if empty:
+                    yield pl.from_arrow(parquet.schema_arrow.empty_table())
+            return
+        size = batch_bytes or BATCH_BYTES
+        header = b""
+        seen: dict[str, None] = {}  # NDJSON keys met so far, in order
+        with open(path, "rb") as fh:
+            if fmt == "csv":
+                header = _csv_record(fh)
+            pending = b""
+            produced = False
+            while True:
+                data = fh.read(size)
+                block = pending + data
+                cut = len(block) if not data else _record_end(block, csv=fmt == "csv")
+                if cut and block[:cut].strip():
+                    if fmt == "csv":
+                        yield pl.read_csv(header + block[:cut], infer_schema=False, encoding="utf8")
+                    else:
+                        # Types are inferred from the whole batch (a key null in
+                        # one batch may hold text in the next: the schema's
+                        # check casts each batch); a key absent from this batch
+                        # but met before is null here, as in a whole-file read.
+                        frame = pl.read_ndjson(block[:cut], infer_schema_length=None)
+                        seen.update(dict.fromkeys(frame.columns))
+                        missing = [pl.lit(None).alias(k) for k in seen if k not in frame.columns]
+                        yield frame.with_columns(missing).select(list(seen))
+                    produced = True
+                pending = block[cut:]
+                if not data:
+                    break
+            if not produced:
+                if fmt == "csv":
+                    yield pl.read_csv(header, infer_schema=False, encoding="utf8")
+                else:
+                    yield pl.DataFrame()
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise unreadable(path, fmt, err) from err
+
+
+def _csv_record(fh: BinaryIO) -> bytes:
+    """The first record of a CSV file (its header), which may span lines if quoted."""
+    record = fh.readline()
+    while record.count(b'"') % 2 and (more := fh.readline()):
+        record += more
+    return record
+
+
+def _record_end(block: bytes, *, csv: bool) -> int:
+    """Where the last complete record of ``block`` ends (0: none yet).
+
+    ``block`` starts at a record boundary. For CSV, a newline ends a record
+    when the quotes before it are even in number.
+    """
+    end = block.rfind(b"\n")
+    if not csv or end < 0:
+        return end + 1
+    quotes = block.count(b'"', 0, end)
+    while end >= 0 and quotes % 2:
+        previous = block.rfind(b"\n", 0, end)
+        quotes -= block.count(b'"', previous + 1, end)
+        end = previous
+    return end + 1
+
+
+def unreadable(path: Path, fmt: str, err: Exception) -> DataMismatch:
+    """The provider's message for a file Polars could not read."""
+    found = _diagnose_csv(path) if fmt == "csv" else None
+    return DataMismatch(f"could not read the {fmt} file: {found or err}")
 
 
 def _diagnose_csv(path: Path) -> str | None:
@@ -145,6 +254,85 @@ def _diagnose_csv(path: Path) -> str | None:
         except csv.Error as err:
             return f"line {reader.line_num}: {err}"
     return None
+
+
+def _convert(
+    source: Path, fmt: str, schema: Schema, cleaning: Cleaning | None, target: Path
+) -> Truncation:
+    """Check ``source`` against ``schema`` and write it to ``target`` as Parquet.
+
+    Two passes over the file, a batch at a time: the first cleans (if asked)
+    and checks every batch, refusing the file with every problem found; the
+    second cleans and converts each batch again, drops the rows beyond each
+    person's bounds, and appends it to the Parquet file. Memory is bounded by
+    a batch or, when the privacy unit names a person column, by one partition
+    of that column (`PersonLimits`).
+
+    Raises:
+        DataMismatch: unreadable data, or data that does not match the schema.
+    """
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    def batches() -> Iterator[tuple[Any, int]]:
+        for batch in read_batches(source, fmt):
+            yield clean(batch, schema, cleaning) if cleaning else (batch, 0)
+
+    checker = Conformer(schema)
+    limits = None
+    if schema.privacy_unit.identifier is not None:
+        spill = target.parent / f".{target.name}.persons"
+        spill.mkdir(exist_ok=True)
+        partitions = source.stat().st_size // PERSON_PARTITION_BYTES
+        limits = PersonLimits(schema, spill, min(partitions, MAX_PERSON_PARTITIONS))
+    try:
+        cleaned = 0
+        for batch, dropped in batches():
+            checker.observe(batch)
+            if limits is not None:
+                limits.add(checker.typed(batch))
+            cleaned += dropped
+        checker.finish()
+        if limits is not None:
+            limits.finish()
+        offset = 0
+        with contextlib.ExitStack() as stack:
+            writer = None
+            pending: list[Any] = []
+            for last, (batch, _) in _last_marked(batches()):
+                typed = checker.typed(batch)
+                if limits is not None:
+                    typed = limits.drop(typed, offset)
+                offset += batch.height
+                pending.append(typed)
+                if not last and sum(p.height for p in pending) < ROW_GROUP_ROWS:
+                    continue  # small batches make a row group together
+                table = pl.concat(pending).to_arrow(compat_level=pl.CompatLevel.oldest())
+                pending = []
+                if writer is None:
+                    writer = stack.enter_context(
+                        pq.ParquetWriter(target, table.schema, write_statistics=False)
+                    )
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    finally:
+        if limits is not None:
+            limits.close()
+            shutil.rmtree(spill, ignore_errors=True)
+    truncation = limits.truncation if limits is not None else Truncation()
+    return dataclasses.replace(truncation, rows_cleaned=cleaned)
+
+
+def _last_marked(items: Iterator[Any]) -> Iterator[tuple[bool, Any]]:
+    """Each item with whether it is the last one."""
+    iterator = iter(items)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield False, current
+        current = following
+    yield True, current
 
 
 class Catalog:
@@ -200,18 +388,12 @@ class Catalog:
         fmt: str,
         cleaning: Cleaning | None,
     ) -> tuple[DatasetEntry, Truncation]:
-        frame = read_table(source, fmt)
-        cleaned = 0
-        if cleaning:
-            frame, cleaned = clean(frame, schema, cleaning)
-        frame, truncation = truncate_contributions(conform(frame, schema), schema)
-        truncation = dataclasses.replace(truncation, rows_cleaned=cleaned)
         folder = self._root / name
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{uuid.uuid4().hex}.parquet"
         tmp = folder / f".{final.name}.tmp"
         try:
-            frame.write_parquet(tmp, statistics=False)
+            truncation = _convert(source, fmt, schema, cleaning, tmp)
             os.replace(tmp, final)
             now = dt.datetime.now(dt.UTC)
             with self._engine.begin() as conn:
@@ -230,6 +412,8 @@ class Catalog:
         except BaseException:
             tmp.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # if this attempt made it: nothing is left behind
             raise
         log.info("dataset %s registered by %s (%d columns)", name, owner, len(schema.columns))
         return DatasetEntry(name, owner, schema, final, now), truncation

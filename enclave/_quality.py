@@ -137,6 +137,9 @@ class Cleaning:
 def clean(frame: Any, schema: Schema, options: Cleaning) -> tuple[Any, int]:
     """Apply the provider's cleaning choices; the frame and the rows it dropped.
 
+    Takes a DataFrame or a LazyFrame and returns the same kind; on a LazyFrame
+    the dropped rows are counted in one streaming pass.
+
     In this order: unknown categories become ``"other"`` (which the schema must
     declare), numbers are clamped into their bounds, then rows still holding a
     value that does not fit (wrong type, outside bounds or categories, a null in
@@ -150,10 +153,11 @@ def clean(frame: Any, schema: Schema, options: Cleaning) -> tuple[Any, int]:
 
     from jobs import SchemaError
 
+    found = frame.lazy().collect_schema()
     exprs = []
     invalid = []
     for spec in schema.columns:
-        if spec.name not in frame.columns:
+        if spec.name not in found:
             continue
         value = pl.col(spec.name)
         if spec.type in _TYPES:
@@ -183,7 +187,7 @@ def clean(frame: Any, schema: Schema, options: Cleaning) -> tuple[Any, int]:
                 )
             else:
                 invalid.append(unknown)
-        elif spec.type == "bool" and frame.get_column(spec.name).dtype == pl.String:
+        elif spec.type == "bool" and found[spec.name] == pl.String:
             invalid.append(value.is_not_null() & ~value.str.to_lowercase().is_in(list(_BOOL_TEXT)))
         if not spec.nullable:
             invalid.append(value.is_null())
@@ -194,7 +198,6 @@ def clean(frame: Any, schema: Schema, options: Cleaning) -> tuple[Any, int]:
         # A comparison with a null is null, not "invalid": nulls are judged by
         # the nullable check alone.
         keep = ~pl.any_horizontal([condition.fill_null(False) for condition in invalid])
-        before = frame.height
+        dropped = int(frame.lazy().select((~keep).sum()).collect(engine="streaming").item())
         frame = frame.filter(keep)
-        dropped = before - frame.height
     return frame, dropped
