@@ -1182,7 +1182,11 @@ def _released(
         corners = [
             s / n for s in (total - a_sum, total + a_sum) for n in (count - a_len, count + a_len)
         ]
-        lo, hi = max(min(corners), bounds[0]), min(max(corners), bounds[1])
+        # Both ends clamped into the bounds (the true mean lies in them): the interval
+        # is the corners' range cut to the bounds when they meet, and when a noisy
+        # sum far outside puts every corner beyond one bound, the bound itself, never
+        # an interval with lo > hi (which clamping only the near ends once gave).
+        lo, hi = (float(min(max(c, bounds[0]), bounds[1])) for c in (min(corners), max(corners)))
     else:
         lo, hi = float(bounds[0]), float(bounds[1])
     return {

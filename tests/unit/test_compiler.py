@@ -40,7 +40,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from jobs._compiler import PricedQuery, evaluate, price, validate
+from jobs._compiler import PricedQuery, _released, evaluate, price, validate
 from jobs._errors import EvaluationFailed, PlanError
 from jobs._plan import Agg, BinOp, Col, IsIn, Lit, Query, UnaryOp
 from jobs._schema import DatasetHandle, Schema
@@ -490,6 +490,24 @@ def test_filter_matching_no_row_gives_a_noisy_answer(data: Data, condition: Any)
         assert 0.0 <= release["m"]["value"] <= 100.0
     scalar = price(q_scalar(SUM_FLOAT, condition), data.handle, EPSILON)
     assert len({evaluate(scalar)["value"] for _ in range(5)}) > 1  # noise, not a constant 0
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_a_mean_whose_noisy_sum_lands_far_outside_keeps_its_value_in_its_interval(
+    data: Data, side: int
+) -> None:
+    """A noisy sum beyond its own 95% half-width past a bound (1.25% of releases when
+    the true mean sits at that bound) put every corner beyond the bound: the interval
+    is then the bound itself, never one with lo > hi that misses the value."""
+    priced = price(q_scalar(MEAN), data.handle, EPSILON)
+    a_sum, a_len = priced.part_accuracy["m__sum"], priced.part_accuracy["m__len"]
+    lo_bound, hi_bound = data.handle.schema.column("spend").bounds or (0, 0)
+    total = -a_sum - 10.0 if side < 0 else hi_bound * (400 + a_len) + a_sum + 10.0
+    row = {"m__sum": total, "m__len": 400}
+    out = _released(MEAN, row, priced, data.handle.schema.column("spend"))
+    lo, hi = out["ci95"]
+    assert lo <= out["value"] <= hi
+    assert out["value"] == lo == hi == (lo_bound if side < 0 else hi_bound)
 
 
 # --- validation errors -----------------------------------------------------------------
