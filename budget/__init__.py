@@ -25,8 +25,9 @@ from ._errors import (
     LedgerCorrupt,
     NoGrant,
     PolicyViolation,
+    StaleVersion,
 )
-from ._ledger import Balance, Ledger, LedgerEntry
+from ._ledger import VERSION_KINDS, Balance, Ledger, LedgerEntry
 from ._migrate import current as schema_revision
 from ._migrate import upgrade as upgrade_schema
 from ._policy import Policy, PolicyVersion
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_DELTA",
     "MAX_EPSILON",
     "QUANTUM",
+    "VERSION_KINDS",
     "Balance",
     "BudgetError",
     "BudgetExhausted",
@@ -47,6 +49,7 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PolicyViolation",
+    "StaleVersion",
     "add_missing_columns",
     "charge_amount",
     "create_engine",

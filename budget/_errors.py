@@ -7,6 +7,7 @@ Tree::
     ├── NoGrant            the principal holds no (live) grant on the dataset
     ├── BudgetExhausted    the debit would exceed a cap; nothing was charged
     ├── PolicyViolation    the release breaks the provider's policy; nothing was charged
+    ├── StaleVersion       the release was computed for a version whose budget period ended
     └── LedgerCorrupt      the hash chain does not verify
 
 Messages carry the numbers (requested, remaining) because budgets are not
@@ -68,6 +69,26 @@ class BudgetExhausted(BudgetError):
         self.requested = requested
         self.remaining = remaining
         self.measure = measure
+
+
+class StaleVersion(BudgetError):
+    """A release prepared on a dataset version older than its current budget period.
+
+    The provider uploaded a new version that starts a new budget period while
+    the release was being prepared: charging the old version's release to the
+    new period would spend on the old data outside the budget that covered it.
+    Nothing was charged.
+    """
+
+    def __init__(self, dataset: str, version: int, period_version: int) -> None:
+        super().__init__(
+            f"dataset {dataset!r} moved to version {period_version}, which starts a new "
+            f"budget period, while this release was prepared on version {version}; nothing "
+            "was charged: submit the job again to run it on the new version"
+        )
+        self.dataset = dataset
+        self.version = version
+        self.period_version = period_version
 
 
 class LedgerCorrupt(BudgetError):

@@ -92,6 +92,7 @@ from ._errors import (
     LedgerCorrupt,
     NoGrant,
     PolicyViolation,
+    StaleVersion,
 )
 from ._migrate import upgrade
 from ._period import next_refresh, period_start
@@ -143,6 +144,9 @@ ledger_entries = Table(
     Column("delta_q", BigInteger, nullable=False, default=0),
     Column("rho_q", BigInteger, nullable=False, default=0, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The dataset version a release was computed on, or that a version entry opened
+    # (NULL: entries written before versions were recorded).
+    Column("dataset_version", Integer, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
@@ -182,6 +186,9 @@ dataset_budgets = Table(
     Column("researcher_epsilon_cap_q", BigInteger, nullable=True),
     Column("researcher_rho_cap_q", BigInteger, nullable=True),
     Column("researcher_delta_cap_q", BigInteger, nullable=True),
+    # The dataset version whose upload started the current budget period (NULL:
+    # the period runs from the first release). ``*_spent_q`` count from it.
+    Column("period_version", Integer, nullable=True),
 )
 
 ledger_head = Table(
@@ -210,6 +217,7 @@ class _Pending:
     rho: Decimal
     job_id: str
     release_index: int
+    dataset_version: int | None = None
     wake: threading.Event = field(default_factory=threading.Event)
     outcome: LedgerEntry | BaseException | None = None
 
@@ -295,7 +303,14 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One committed debit."""
+    """One link of the chain: a debit, or a new version of a dataset.
+
+    ``kind`` is ``"debit"`` for a release's charge; ``"version"`` when a
+    provider uploaded a new version of a dataset that keeps its budgets, and
+    ``"new_period"`` when the new version starts a new budget period (see
+    `Ledger.record_version`). Version entries charge nothing; their
+    ``principal`` is the provider who uploaded.
+    """
 
     seq: int
     kind: str
@@ -309,6 +324,11 @@ class LedgerEntry:
     hash: str
     delta: Decimal = Decimal(0)
     rho: Decimal = Decimal(0)
+    dataset_version: int | None = None
+
+
+#: Entry kinds that open a dataset version rather than charge a release.
+VERSION_KINDS = ("version", "new_period")
 
 
 def _canonical(
@@ -322,6 +342,7 @@ def _canonical(
     created_at: dt.datetime,
     delta_q: int,
     rho_q: int = 0,
+    dataset_version: int | None = None,
 ) -> bytes:
     body: dict[str, object] = {
         "delta_q": delta_q,
@@ -339,18 +360,29 @@ def _canonical(
     }
     if rho_q:  # absent from pure-DP entries, so chains written before ρ still verify
         body["rho_q"] = rho_q
+    if dataset_version is not None:  # likewise for entries written before versions
+        body["dataset_version"] = dataset_version
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _spent_q(conn: Connection, dataset: str) -> tuple[int, int, int]:
-    """Quanta of ε, ρ and δ ever debited on a dataset, from the ledger itself."""
+    """Quanta of ε, ρ and δ debited on a dataset in its budget period, from the ledger.
+
+    The period runs from the last version that started a new one (its
+    ``new_period`` entry), or from the first release.
+    """
     e = ledger_entries.c
+    opened = (
+        select(func.coalesce(func.max(e.seq), 0))
+        .where(e.dataset == dataset, e.kind == "new_period")
+        .scalar_subquery()
+    )
     row = conn.execute(
         select(
             func.coalesce(func.sum(e.epsilon_q), 0),
             func.coalesce(func.sum(e.rho_q), 0),
             func.coalesce(func.sum(e.delta_q), 0),
-        ).where(e.dataset == dataset)
+        ).where(e.dataset == dataset, e.seq > opened)
     ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
@@ -391,6 +423,7 @@ class _DebitStatements:
         g, b = grants.c, dataset_budgets.c
         policy_columns = (
             b.refresh,
+            b.period_version,
             *(b[f"lifetime_{m}_cap_q"] for m, _q in _MEASURES),
             *(b[f"researcher_{m}_cap_q"] for m, _q in _MEASURES),
         )
@@ -509,6 +542,7 @@ class _DebitStatements:
             "delta_q": BigInteger,
             "rho_q": BigInteger,
             "created_at": DateTime(timezone=True),
+            "dataset_version": Integer,
             "prev_hash": String(64),
             "hash": String(64),
         }
@@ -823,23 +857,37 @@ class Ledger:
         release_index: int,
         delta: Decimal = Decimal(0),
         rho: Decimal = Decimal(0),
+        dataset_version: int | None = None,
     ) -> LedgerEntry:
         """Charge ``epsilon`` (or ``rho``) and ``delta`` atomically and record it.
 
         A release on a zCDP dataset passes ``epsilon=0`` and its ``rho``.
-        The caller releases only after this returns.
+        ``dataset_version`` is the version of the data the release is computed
+        on; it is recorded in the entry. The caller releases only after this
+        returns.
 
         Raises:
             InvalidAmount: nothing to charge, or an amount out of range.
             NoGrant: no live grant (nothing charged).
             BudgetExhausted: the charge would exceed a cap (nothing charged).
+            StaleVersion: ``dataset_version`` is older than the version that
+                started the dataset's budget period (nothing charged).
         """
         amount = Decimal(0) if epsilon == 0 else parse_epsilon(epsilon)
         rho_amount = Decimal(0) if rho == 0 else parse_rho(rho)
         if amount == 0 and rho_amount == 0:
             raise InvalidAmount("a debit charges a positive epsilon or rho")
         delta_amount = parse_delta(delta)
-        mine = _Pending(principal, dataset, amount, delta_amount, rho_amount, job_id, release_index)
+        mine = _Pending(
+            principal,
+            dataset,
+            amount,
+            delta_amount,
+            rho_amount,
+            job_id,
+            release_index,
+            dataset_version,
+        )
         if os.getpid() != self._pid:
             self._after_fork()
         with self._queue_lock:
@@ -947,9 +995,16 @@ class Ledger:
                 if d.dataset not in policies:
                     found = sql.policy.run(conn, dataset=d.dataset).fetchone()
                     policies[d.dataset] = (
-                        list(found) if found else [None] * (1 + 2 * len(_MEASURES))
+                        list(found) if found else [None] * (2 + 2 * len(_MEASURES))
                     )
-                refresh, *caps = policies[d.dataset]
+                refresh, period_version, *caps = policies[d.dataset]
+                if (
+                    d.dataset_version is not None
+                    and period_version is not None
+                    and d.dataset_version < period_version
+                ):
+                    outcomes.append(StaleVersion(d.dataset, d.dataset_version, period_version))
+                    continue
                 # Where budgets refresh, the charge may first start a new period: a
                 # savepoint lets a refusal undo that too, so it leaves no trace.
                 refreshing = refresh not in (None, "none")
@@ -1017,7 +1072,17 @@ class Ledger:
         digest = _chain(
             prev,
             _canonical(
-                seq, "debit", d.principal, d.dataset, d.job_id, d.release_index, q, now, dq, rq
+                seq,
+                "debit",
+                d.principal,
+                d.dataset,
+                d.job_id,
+                d.release_index,
+                q,
+                now,
+                dq,
+                rq,
+                d.dataset_version,
             ),
         )
         entry = {
@@ -1029,6 +1094,7 @@ class Ledger:
             "delta_q": dq,
             "rho_q": rq,
             "created_at": now,
+            "dataset_version": d.dataset_version,
             "prev_hash": prev,
             "hash": digest,
         }
@@ -1078,6 +1144,7 @@ class Ledger:
             digest,
             from_quanta(dq, quantum=DELTA_QUANTUM),
             from_quanta(rq),
+            d.dataset_version,
         )
 
     @staticmethod
@@ -1201,6 +1268,82 @@ class Ledger:
                 )
         return PolicyVersion(dataset, version, policy, set_by, now)
 
+    # --- dataset versions -------------------------------------------------------------
+
+    def record_version(
+        self,
+        conn: Connection,
+        dataset: str,
+        version: int,
+        *,
+        new_period: bool,
+        by: str,
+    ) -> LedgerEntry:
+        """Chain a dataset's new version and, if asked, start a new budget period.
+
+        Runs in the caller's transaction on ``conn`` (the catalog's switch to
+        the new file), so the version and its budgets change together or not
+        at all; ``conn`` must be a writer (``immediate=True`` on SQLite). The
+        chain head is locked first, so debits wait for the switch: a release
+        computed on an older version that arrives after a new period started
+        is refused (`StaleVersion`), never charged to the new period.
+
+        A new period sets every researcher's spending for the period, and the
+        dataset-wide spending, back to zero; the lifetime spending behind the
+        policy's lifetime caps is kept, so those caps still bound every period.
+
+        Returns:
+            The chain entry: kind ``"new_period"`` or ``"version"``.
+        """
+        now = self._clock()
+        seq, prev = conn.execute(
+            select(ledger_head.c.seq, ledger_head.c.hash)
+            .where(ledger_head.c.id == 1)
+            .with_for_update()
+        ).one()
+        kind = "new_period" if new_period else "version"
+        seq += 1
+        digest = _chain(prev, _canonical(seq, kind, by, dataset, "", 0, 0, now, 0, 0, version))
+        conn.execute(
+            insert(ledger_entries).values(
+                seq=seq,
+                kind=kind,
+                principal=by,
+                dataset=dataset,
+                job_id="",
+                release_index=0,
+                epsilon_q=0,
+                delta_q=0,
+                rho_q=0,
+                created_at=now,
+                dataset_version=version,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        conn.execute(update(ledger_head).where(ledger_head.c.id == 1).values(seq=seq, hash=digest))
+        if new_period:
+            conn.execute(
+                update(grants)
+                .where(grants.c.dataset == dataset)
+                .values(period_start=now, **{f"{m}_spent_q": 0 for m, _q in _MEASURES})
+            )
+            zero = {f"{m}_spent_q": 0 for m, _q in _MEASURES}
+            changed = conn.execute(
+                update(dataset_budgets)
+                .where(dataset_budgets.c.dataset == dataset)
+                .values(period_version=version, **zero)
+            ).rowcount
+            if not changed:  # no policy yet: a row for the debits' version check
+                conn.execute(
+                    insert(dataset_budgets).values(
+                        dataset=dataset, period_version=version, refresh="none", **zero
+                    )
+                )
+        return LedgerEntry(
+            seq, kind, by, dataset, "", 0, Decimal(0), now, prev, digest, dataset_version=version
+        )
+
     def policy(self, dataset: str) -> PolicyVersion | None:
         """The policy in force (its latest version), or None if none was ever set."""
         history = self.policy_history(dataset, latest=True)
@@ -1229,7 +1372,11 @@ class Ledger:
         ]
 
     def dataset_spent(self, dataset: str) -> tuple[Decimal, Decimal, Decimal]:
-        """What all researchers together spent on a dataset: (ε, ρ, δ), exact."""
+        """What all researchers together spent on a dataset in its budget period: (ε, ρ, δ).
+
+        Exact. The period runs from the last version that started a new one
+        (`record_version`), or from the first release.
+        """
         with self._engine.connect() as conn:
             spent = _spent_q(conn, dataset)
         return (
@@ -1280,6 +1427,7 @@ class Ledger:
                     hash=r["hash"],
                     delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
                     rho=from_quanta(r["rho_q"]),
+                    dataset_version=r["dataset_version"],
                 )
                 for r in conn.execute(query).mappings()
             ]
@@ -1331,6 +1479,7 @@ class Ledger:
                         r["created_at"],
                         r["delta_q"],
                         r["rho_q"],
+                        r["dataset_version"],
                     ),
                 )
                 if digest != r["hash"]:
