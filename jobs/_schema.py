@@ -382,6 +382,8 @@ class DatasetHandle:
     schema: Schema
     path: Path
     clamps: tuple[tuple[str, int | float, int | float], ...] = ()
+    #: The catalog's version of the data at ``path`` (recorded with each charge).
+    version: int | None = None
 
     def restricted(
         self,

@@ -445,6 +445,7 @@ class JobService:
             rho=priced.rho,
             job_id=job.id,
             release_index=request.index,
+            dataset_version=priced.dataset.version,
         )
         self._store.add_release(
             job.id,
