@@ -16,23 +16,30 @@ import logging
 import os
 import re
 import shutil
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import (
+    Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
+    Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     bindparam,
+    func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -63,7 +70,31 @@ datasets_table = Table(
     Column("schema_json", Text, nullable=False),
     Column("file", String(500), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The current version (see dataset_versions); 1 for datasets from before versions.
+    Column("version", Integer, nullable=False, server_default="1"),
 )
+
+#: Every version a dataset name has had, kept when the dataset is deleted so that
+#: a name registered again continues the numbering its ledger entries use.
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("dataset", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    # Relative to the data folder; NULL once the file was purged.
+    Column("file", String(500), nullable=True),
+    Column("uploaded_by", String(200), nullable=False),
+    Column("uploaded_at", DateTime(timezone=True), nullable=False),
+    # Whether this version started a new budget period (a provider's choice).
+    Column("new_period", Boolean, nullable=False),
+    Column("superseded_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("dataset", "version", name="pk_dataset_versions"),
+)
+
+#: How long a superseded version's file is kept after a new version replaces it,
+#: so that releases already priced on it (a job lives at most `Limits.wall_seconds`)
+#: finish on the data they were charged for.
+SUPERSEDED_GRACE = dt.timedelta(hours=1)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 FORMATS = ("csv", "parquet", "ndjson")
@@ -80,29 +111,7 @@ class DatasetEntry:
     schema: Schema
     path: Path
     created_at: dt.datetime
-
-
-def read_table(path: Path, fmt: str) -> Any:
-    """Read a provider's file into a Polars DataFrame, every CSV column as text.
-
-    CSV columns are read as strings so that `jobs.conform` does the typing and can
-    name the rows that do not parse, instead of Polars guessing a type.
-
-    Raises:
-        DataMismatch: unreadable file (message for the provider).
-    """
-    import polars as pl
-
-    try:
-        if fmt == "csv":
-            return pl.read_csv(path, infer_schema=False, encoding="utf8")
-        if fmt == "parquet":
-            return pl.read_parquet(path)
-        if fmt == "ndjson":
-            return pl.read_ndjson(path, infer_schema_length=None)
-    except Exception as err:  # polars raises many types for unreadable input
-        raise unreadable(path, fmt, err) from err
-    raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    version: int = 1
 
 
 #: Bytes of the provider's file parsed at a time at registration.
@@ -338,14 +347,18 @@ def _last_marked(items: Iterator[Any]) -> Iterator[tuple[bool, Any]]:
 class Catalog:
     """Datasets registered in this enclave."""
 
-    def __init__(self, engine: Engine, root: Path) -> None:
+    def __init__(
+        self, engine: Engine, root: Path, superseded_grace: dt.timedelta = SUPERSEDED_GRACE
+    ) -> None:
         self._engine = engine
         self._root = root
+        self._grace = superseded_grace
 
     def create_tables(self) -> None:
-        """Create the table and the data folder if missing."""
+        """Create the tables and the data folder if missing; purge expired superseded files."""
         budget.upgrade_schema(self._engine, "enclave")
         self._root.mkdir(parents=True, exist_ok=True)
+        self.purge_superseded()
 
     def register(
         self,
@@ -374,49 +387,201 @@ class Catalog:
         schema = Schema.from_toml(schema_toml)
         if self.get(name) is not None:
             raise AlreadyExists(f"dataset {name!r} is already registered")
+
+        def commit(conn: Connection, file: str, version: int, now: dt.datetime) -> None:
+            conn.execute(
+                insert(datasets_table).values(
+                    name=name,
+                    owner=owner,
+                    schema_json=schema.to_json(),
+                    file=file,
+                    created_at=now,
+                    version=version,
+                )
+            )
+
         try:
-            return self._store(name, owner, schema, source, fmt, cleaning)
+            version, path, now, truncation = self._store(
+                name, owner, schema, source, fmt, cleaning, commit, new_period=False
+            )
+        except IntegrityError:
+            raise AlreadyExists(f"dataset {name!r} is already registered") from None
         finally:
             TRIMMER.poke()  # the upload's working set, once freed, goes back to the OS
+        log.info("dataset %s registered by %s (%d columns)", name, owner, len(schema.columns))
+        return DatasetEntry(name, owner, schema, path, now, version), truncation
+
+    def add_version(
+        self,
+        name: str,
+        by: str,
+        source: Path,
+        fmt: str,
+        schema: Schema,
+        cleaning: Cleaning | None,
+        *,
+        new_period: bool,
+        record: Callable[[Connection, int], object],
+    ) -> tuple[DatasetEntry, Truncation]:
+        """Replace a registered dataset's data with a new version, checked like the first.
+
+        The catalog switches to the new file, and ``record(conn, version)``
+        (the ledger's `budget.Ledger.record_version`) runs, in one
+        transaction: researchers' next releases see the new version and its
+        budgets together. The previous version's file is purged after
+        `SUPERSEDED_GRACE`, so that releases already priced on it finish.
+
+        Raises:
+            UnknownDataset: no dataset of that name (or it was deleted meanwhile).
+            InvalidArgument: bad format.
+            DataMismatch: data that does not match the schema.
+        """
+        if fmt not in FORMATS:
+            raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if self.get(name) is None:
+            raise UnknownDataset(f"no dataset called {name!r}")
+        d = datasets_table.c
+
+        def commit(conn: Connection, file: str, version: int, now: dt.datetime) -> None:
+            switched = conn.execute(
+                update(datasets_table)
+                .where(d.name == name)
+                .values(file=file, version=version, schema_json=schema.to_json())
+            ).rowcount
+            if not switched:
+                raise UnknownDataset(f"no dataset called {name!r}: it was deleted meanwhile")
+            record(conn, version)
+
+        try:
+            version, _path, _now, truncation = self._store(
+                name, by, schema, source, fmt, cleaning, commit, new_period=new_period
+            )
+        finally:
+            TRIMMER.poke()
+        self.purge_superseded()
+        if self._grace > dt.timedelta(0):
+            timer = threading.Timer(self._grace.total_seconds() + 1, self.purge_superseded)
+            timer.daemon = True
+            timer.start()
+        log.info(
+            "dataset %s: version %d uploaded by %s (new budget period: %s)",
+            name,
+            version,
+            by,
+            new_period,
+        )
+        entry = self.get(name)
+        if entry is None:
+            raise UnknownDataset(f"dataset {name!r} was deleted just after its new version")
+        return entry, truncation
 
     def _store(
         self,
         name: str,
-        owner: str,
+        by: str,
         schema: Schema,
         source: Path,
         fmt: str,
         cleaning: Cleaning | None,
-    ) -> tuple[DatasetEntry, Truncation]:
+        commit: Callable[[Connection, str, int, dt.datetime], None],
+        *,
+        new_period: bool,
+    ) -> tuple[int, Path, dt.datetime, Truncation]:
+        """Convert ``source`` next to the dataset's files, then record it as its next version.
+
+        ``commit(conn, file, version, now)`` points the catalog row at the file,
+        in the transaction that records the version; on any failure the new
+        file is removed and nothing is recorded.
+        """
         folder = self._root / name
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{uuid.uuid4().hex}.parquet"
         tmp = folder / f".{final.name}.tmp"
+        v = dataset_versions.c
         try:
             truncation = _convert(source, fmt, schema, cleaning, tmp)
             os.replace(tmp, final)
             now = dt.datetime.now(dt.UTC)
-            with self._engine.begin() as conn:
+            file = str(final.relative_to(self._root))
+            with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+                # Versions of one dataset are numbered one at a time: its row is
+                # locked (on SQLite the write lock is: BEGIN IMMEDIATE).
                 conn.execute(
-                    insert(datasets_table).values(
-                        name=name,
-                        owner=owner,
-                        schema_json=schema.to_json(),
-                        file=str(final.relative_to(self._root)),
-                        created_at=now,
+                    select(datasets_table.c.name)
+                    .where(datasets_table.c.name == name)
+                    .with_for_update()
+                )
+                last = conn.execute(select(func.max(v.version)).where(v.dataset == name)).scalar()
+                version = (last or 0) + 1
+                conn.execute(
+                    update(dataset_versions)
+                    .where(v.dataset == name, v.superseded_at.is_(None))
+                    .values(superseded_at=now)
+                )
+                conn.execute(
+                    insert(dataset_versions).values(
+                        dataset=name,
+                        version=version,
+                        file=file,
+                        uploaded_by=by,
+                        uploaded_at=now,
+                        new_period=new_period,
                     )
                 )
-        except IntegrityError:
-            final.unlink(missing_ok=True)
-            raise AlreadyExists(f"dataset {name!r} is already registered") from None
+                commit(conn, file, version, now)
         except BaseException:
             tmp.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 folder.rmdir()  # if this attempt made it: nothing is left behind
             raise
-        log.info("dataset %s registered by %s (%d columns)", name, owner, len(schema.columns))
-        return DatasetEntry(name, owner, schema, final, now), truncation
+        return version, final, now, truncation
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Every version ``name`` has had, oldest first (also after its deletion)."""
+        v = dataset_versions.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(dataset_versions).where(v.dataset == name).order_by(v.version)
+            ).mappings()
+            return [
+                VersionInfo(
+                    r["version"],
+                    r["uploaded_by"],
+                    _utc(r["uploaded_at"]),
+                    r["new_period"],
+                    _utc(r["superseded_at"]) if r["superseded_at"] else None,
+                    r["file"] is not None,
+                )
+                for r in rows
+            ]
+
+    def purge_superseded(self, now: dt.datetime | None = None) -> int:
+        """Delete the files of versions superseded more than the grace period ago.
+
+        Runs at start-up, after each new version, and a grace period after it.
+
+        Returns:
+            How many files were purged.
+        """
+        v = dataset_versions.c
+        cutoff = (now or dt.datetime.now(dt.UTC)) - self._grace
+        with self._engine.connect() as conn:
+            expired = conn.execute(
+                select(v.dataset, v.version, v.file).where(
+                    v.file.is_not(None), v.superseded_at.is_not(None), v.superseded_at <= cutoff
+                )
+            ).all()
+        for dataset, version, file in expired:
+            (self._root / file).unlink(missing_ok=True)
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(dataset_versions)
+                    .where(v.dataset == dataset, v.version == version)
+                    .values(file=None)
+                )
+            log.info("dataset %s: purged the file of superseded version %d", dataset, version)
+        return len(expired)
 
     def delete(self, name: str) -> None:
         """Unregister ``name`` and purge its data files. The ledger is not touched.
@@ -427,8 +592,16 @@ class Catalog:
         from sqlalchemy import delete
 
         check_name(name)
+        now = dt.datetime.now(dt.UTC)
+        v = dataset_versions.c
         with self._engine.begin() as conn:
             conn.execute(delete(datasets_table).where(datasets_table.c.name == name))
+            conn.execute(
+                update(dataset_versions)
+                .where(v.dataset == name, v.superseded_at.is_(None))
+                .values(superseded_at=now)
+            )
+            conn.execute(update(dataset_versions).where(v.dataset == name).values(file=None))
         shutil.rmtree(self._root / name, ignore_errors=True)
 
     def get(self, name: str) -> DatasetEntry | None:
@@ -452,7 +625,7 @@ class Catalog:
         entry = self.get(name)
         if entry is None:
             raise UnknownDataset(f"no dataset called {name!r}")
-        return DatasetHandle(entry.name, entry.schema, entry.path)
+        return DatasetHandle(entry.name, entry.schema, entry.path, version=entry.version)
 
     def _entry(self, row: Any) -> DatasetEntry:
         return DatasetEntry(
@@ -461,7 +634,26 @@ class Catalog:
             schema=Schema.from_json(row["schema_json"]),
             path=self._root / row["file"],
             created_at=row["created_at"],
+            version=row["version"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One version of a dataset, as its provider and DPO see it."""
+
+    version: int
+    uploaded_by: str
+    uploaded_at: dt.datetime
+    new_period: bool
+    superseded_at: dt.datetime | None
+    #: False once the file was purged (superseded past the grace, or deleted).
+    stored: bool
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes for what was stored as UTC.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def check_name(name: str) -> None:

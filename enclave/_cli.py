@@ -162,9 +162,29 @@ def _parser() -> argparse.ArgumentParser:
             "--schema",
             type=Path,
             help="the schema TOML; without it the server proposes one and keeps the upload "
-            "as a draft until `enclave dataset confirm`",
+            "as a draft until `enclave dataset confirm` (a new version keeps the current one)",
         )
         r.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
+        r.add_argument(
+            "--new-version",
+            action="store_true",
+            help="replace your registered dataset's data with this file: its grants, policy "
+            "and budget history stay",
+        )
+        r.add_argument(
+            "--new-budget-period",
+            action="store_true",
+            help="with --new-version: every researcher's budget (and the dataset-wide one) "
+            "starts again from 0. Only if the new data hold other persons than the previous "
+            "version: otherwise their privacy loss adds up over periods (docs/versions.md)",
+        )
+        r.add_argument("--clamp", action="store_true", help="clamp numbers into their bounds")
+        r.add_argument(
+            "--other", action="store_true", help='map values outside a category list to "other"'
+        )
+        r.add_argument(
+            "--drop-invalid", action="store_true", help="drop rows that still do not fit (counted)"
+        )
     g = d.add_parser(
         "grant", help="grant a researcher access with a budget cap (epsilon, or rho for zCDP)"
     )
@@ -385,11 +405,13 @@ def _usage_text(usage: Any) -> str:
     spent = usage.spent
     lines = [
         f"{usage.dataset}: {usage.jobs:,} job(s), {usage.releases:,} release(s) charged",
-        f"  spent by all researchers: epsilon {spent.epsilon or '0'}, rho {spent.rho or '0'}, "
+        f"  spent by all researchers this budget period: epsilon {spent.epsilon or '0'}, "
+        f"rho {spent.rho or '0'}, "
         f"delta {spent.delta or '0'}",
     ]
     rules = [r.strip() for r in usage.policy_toml.splitlines() if r.strip()]
     lines.append("  policy: " + ("; ".join(rules) if rules else "none (grants' caps only)"))
+    lines.extend(_version_lines(usage.versions))
     rows = []
     for b in usage.grants:
         measure = "rho" if b.privacy_definition == "zcdp" else "epsilon"
@@ -429,8 +451,26 @@ def _policy_lines(info: Any) -> list[str]:
     return lines
 
 
+def _version_lines(versions: Any) -> list[str]:
+    """The version history (shown to the provider and DPOs), one line per version."""
+    lines = []
+    for v in versions:
+        at = v.uploaded_at.ToDatetime(tzinfo=dt.UTC)
+        state = (
+            "current"
+            if not v.HasField("superseded_at")
+            else ("superseded" + ("" if v.stored else ", file purged"))
+        )
+        period = ", new budget period" if v.new_budget_period else ""
+        lines.append(
+            f"  version {v.version}: uploaded by {v.uploaded_by} at {at:%Y-%m-%d %H:%M} UTC"
+            f"{period} ({state})"
+        )
+    return lines
+
+
 def _describe(info: Any) -> str:
-    lines = [f"{info.name}  (owner {info.owner})"]
+    lines = [f"{info.name}  (owner {info.owner}, version {info.version or 1})"]
     if info.description:
         lines.append(f"  {info.description}")
     unit = info.privacy_unit
@@ -445,6 +485,7 @@ def _describe(info: Any) -> str:
     )
     lines.append(f"  privacy: {_definition(info)}")
     lines.extend(_policy_lines(info))
+    lines.extend(_version_lines(info.versions))
     rows = []
     for c in info.columns:
         domain = (
@@ -543,7 +584,26 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "dataset":
             if args.dataset in ("upload", "register"):
                 bar = None if args.quiet else _ProgressBar(args.file.name)
-                info = client.register_dataset(args.name, args.file, args.schema, progress=bar)
+                cleaning = {
+                    "clamp_to_bounds": args.clamp,
+                    "unknown_categories_to_other": args.other,
+                    "drop_invalid_rows": args.drop_invalid,
+                }
+                if args.new_version:
+                    info = client.upload_version(
+                        args.name,
+                        args.file,
+                        args.schema,
+                        new_budget_period=args.new_budget_period,
+                        progress=bar,
+                        **cleaning,
+                    )
+                elif args.new_budget_period:
+                    raise SystemExit("--new-budget-period goes with --new-version")
+                else:
+                    info = client.register_dataset(
+                        args.name, args.file, args.schema, progress=bar, **cleaning
+                    )
                 if bar is not None:
                     bar.done()
                 if info.draft:
@@ -556,7 +616,19 @@ def _run(args: argparse.Namespace) -> int:
                     )
                     print(info.proposed_schema_toml)
                     return 0
-                print(f"registered {info.name} ({len(info.columns)} columns)")
+                if args.new_version:
+                    latest = info.versions[-1] if info.versions else None
+                    period = (
+                        "a new budget period starts: researchers' spending counts from 0 "
+                        "(lifetime caps still bind)"
+                        if latest is not None and latest.new_budget_period
+                        else "budgets carry over"
+                    )
+                    print(f"{info.name} is now version {info.version}; {period}")
+                else:
+                    print(f"registered {info.name} ({len(info.columns)} columns)")
+                if info.rows_cleaned:
+                    print(f"cleaning dropped {info.rows_cleaned:,} row(s) that did not fit")
                 if info.rows_dropped:
                     print(
                         f"truncated: {info.rows_dropped:,} row(s) of {info.persons_truncated:,} "
@@ -734,6 +806,10 @@ def _audit(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+#: How the ledger table shows the entries that open a dataset version (no release).
+_LEDGER_KINDS = {"version": "new version", "new_period": "new version, new budget period"}
+
+
 def _write_ledger(records: Iterable[LedgerRecord], form: str, out: TextIO) -> int:
     from ._report import LEDGER_FIELDS
 
@@ -755,16 +831,16 @@ def _write_ledger(records: Iterable[LedgerRecord], form: str, out: TextIO) -> in
                 str(r.seq),
                 f"{r.created_at:%Y-%m-%d %H:%M:%S}",
                 r.principal,
-                r.dataset,
-                f"{r.job_id}#{r.release_index}",
-                str(r.cost),
+                r.dataset + (f" v{r.dataset_version}" if r.dataset_version else ""),
+                _LEDGER_KINDS.get(r.kind, f"{r.job_id}#{r.release_index}"),
+                "-" if r.kind in _LEDGER_KINDS else str(r.cost),
                 r.hash[:12],
             ]
             for r in records
         ]
         out.write(
             fmt.table(
-                ["seq", "time (UTC)", "researcher", "dataset", "release", "cost", "hash"], rows_
+                ["seq", "time (UTC)", "principal", "dataset", "release", "cost", "hash"], rows_
             )
             + "\n"
         )

@@ -397,6 +397,8 @@ class LedgerRecord:
     created_at: dt.datetime
     prev_hash: str
     hash: str
+    #: The dataset version (None: not recorded, for entries from before versions).
+    dataset_version: int | None = None
 
     @classmethod
     def from_proto(cls, msg: pb.LedgerEntry) -> LedgerRecord:
@@ -412,6 +414,7 @@ class LedgerRecord:
             msg.created_at.ToDatetime(tzinfo=dt.UTC),
             msg.prev_hash,
             msg.hash,
+            msg.dataset_version or None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -422,6 +425,7 @@ class LedgerRecord:
             "kind": self.kind,
             "principal": self.principal,
             "dataset": self.dataset,
+            "dataset_version": self.dataset_version,
             "job_id": self.job_id,
             "release_index": self.release_index,
             "epsilon": str(self.cost.epsilon),
@@ -430,6 +434,13 @@ class LedgerRecord:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+
+
+def _text(schema: Path | str | None) -> str:
+    """A schema given as a path or as TOML text ("": none)."""
+    if schema is None:
+        return ""
+    return Path(schema).read_text() if isinstance(schema, Path) else schema
 
 
 def _pem(path: str | Path | None, what: str) -> bytes | None:
@@ -677,26 +688,73 @@ class Client:
         *,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1024 * 1024,
+        clamp_to_bounds: bool = False,
+        unknown_categories_to_other: bool = False,
+        drop_invalid_rows: bool = False,
     ) -> pb.DatasetInfo:
         """Upload a CSV, Parquet or NDJSON file with its schema TOML (a path or the text).
 
         The file is streamed in chunks (`UploadDataset`), never held in memory
         whole, with its SHA-256 last: a corrupted or interrupted upload registers
         nothing and may simply be retried. ``progress(sent, total)`` is called
-        after each chunk.
+        after each chunk. Without a schema the upload stays a draft with a
+        proposed schema (`confirm_dataset`). The cleaning options are those of
+        `confirm_dataset`.
         """
-        file = Path(file)
+        header = pb.UploadHeader(
+            name=name,
+            schema_toml=_text(schema),
+            clamp_to_bounds=clamp_to_bounds,
+            unknown_categories_to_other=unknown_categories_to_other,
+            drop_invalid_rows=drop_invalid_rows,
+        )
+        return self._upload(header, Path(file), progress, chunk_size)
+
+    def upload_version(
+        self,
+        name: str,
+        file: Path,
+        schema: Path | str | None = None,
+        *,
+        new_budget_period: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        chunk_size: int = 1024 * 1024,
+        clamp_to_bounds: bool = False,
+        unknown_categories_to_other: bool = False,
+        drop_invalid_rows: bool = False,
+    ) -> pb.DatasetInfo:
+        """Upload a new version of your registered dataset (default: under its current schema).
+
+        Its grants, policy and ledger stay. ``new_budget_period`` starts every
+        researcher's budget (and the dataset-wide one) again from zero, which
+        is right only when the new version holds other persons than the
+        previous ones: see docs/versions.md before choosing it.
+        """
+        header = pb.UploadHeader(
+            name=name,
+            schema_toml=_text(schema),
+            new_version=True,
+            new_budget_period=new_budget_period,
+            clamp_to_bounds=clamp_to_bounds,
+            unknown_categories_to_other=unknown_categories_to_other,
+            drop_invalid_rows=drop_invalid_rows,
+        )
+        return self._upload(header, Path(file), progress, chunk_size)
+
+    def _upload(
+        self,
+        header: pb.UploadHeader,
+        file: Path,
+        progress: Callable[[int, int], None] | None,
+        chunk_size: int,
+    ) -> pb.DatasetInfo:
         fmt = UPLOAD_FORMATS.get(file.suffix.lower())
         if fmt is None:
             raise InvalidArgument(f"{file}: expected a .csv, .parquet or .ndjson (.jsonl) file")
-        if schema is None:  # the server proposes one; the upload stays a draft
-            schema_text = ""
-        else:
-            schema_text = Path(schema).read_text() if isinstance(schema, Path) else schema
         total = file.stat().st_size
+        header.format, header.size = fmt, total
 
         def parts() -> Iterator[pb.UploadDatasetRequest]:
-            header = pb.UploadHeader(name=name, schema_toml=schema_text, format=fmt, size=total)
             yield pb.UploadDatasetRequest(header=header)
             digest = hashlib.sha256()
             sent = 0

@@ -8,10 +8,13 @@ persons with more rows than the privacy unit allows.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from jobs import Schema
+from jobs import ColumnSpec, PersonLimits, Schema
 from jobs._schema import _BOOL_TEXT  # the spellings registration accepts as booleans
 
 _TYPES = {"int": "Int64", "float": "Float64"}
@@ -45,52 +48,101 @@ class QualityReport:
 
 def quality_report(frame: Any, schema: Schema | None) -> QualityReport:
     """Check ``frame`` (as read from the provider's file) against ``schema``, if any."""
+    return quality_report_from([frame], schema)
+
+
+def quality_report_from(
+    batches: Iterable[Any],
+    schema: Schema | None,
+    spill: Path | None = None,
+    partitions: int = 1,
+) -> QualityReport:
+    """`quality_report` for a file read as ``batches``, in memory bounded by a batch.
+
+    Counts add up over the batches and the first examples of each problem are
+    kept. Persons over the privacy unit's row limit are counted through
+    ``partitions`` files of the person column in a temporary folder under
+    ``spill`` (`jobs.PersonLimits`), so that a person's rows anywhere in the
+    file count together.
+    """
     import polars as pl
 
-    report = QualityReport(rows=frame.height, columns=[])
-    if schema is not None:
-        report.missing_columns = [n for n in schema.names if n not in frame.columns]
-        report.undeclared_columns = [n for n in frame.columns if schema.column(n) is None]
-    for name in frame.columns:
-        series = frame.get_column(name)
-        spec = schema.column(name) if schema is not None else None
-        column = ColumnQuality(name, spec.type if spec else str(series.dtype))
-        column.nulls = series.null_count()
-        values = series
-        if spec is not None and spec.type in _TYPES:
-            values = series.cast(getattr(pl, _TYPES[spec.type]), strict=False)
-            failed = values.is_null() & series.is_not_null()
-            column.not_of_type = int(failed.sum())
-            _examples(column, series.filter(failed), "not " + spec.type)
-        elif spec is not None and spec.type == "bool" and series.dtype == pl.String:
-            failed = series.is_not_null() & ~series.str.to_lowercase().is_in(list(_BOOL_TEXT))
-            column.not_of_type = int(failed.sum())
-            _examples(column, series.filter(failed), "not bool")
-        if values.dtype.is_float():
-            column.nan = int(values.is_nan().sum())
-        if spec is not None and spec.bounds is not None and values.dtype.is_numeric():
-            lo, hi = spec.bounds
-            outside = (values < lo) | (values > hi)
-            column.out_of_bounds = int(outside.sum())
-            _examples(column, values.filter(outside), f"outside [{lo}, {hi}]")
-        if spec is not None and spec.categories is not None:
-            unknown = series.is_not_null() & ~series.cast(pl.String).is_in(spec.categories)
-            column.unknown_categories = int(unknown.sum())
-            _examples(column, series.filter(unknown), "not a declared category")
-        report.columns.append(column)
+    report = QualityReport(rows=0, columns=[])
+    found: dict[str, ColumnQuality] = {}
+    examples: dict[str, dict[str, list[Any]]] = {}
     unit = schema.privacy_unit if schema is not None else None
-    if unit is not None and unit.identifier and unit.identifier in frame.columns:
-        counts = frame.group_by(unit.identifier).len()
-        over = counts.filter(pl.col("len") > unit.max_rows_per_person)
-        report.persons_over_limit = over.height
-        report.rows_over_limit = int((over["len"] - unit.max_rows_per_person).sum() or 0)
+    ident = unit.identifier if unit is not None else None
+    with tempfile.TemporaryDirectory(dir=spill, prefix=".quality-") as folder:
+        persons = None
+        for frame in batches:
+            report.rows += frame.height
+            for name in frame.columns:
+                spec = schema.column(name) if schema is not None else None
+                if name not in found:
+                    dtype = str(frame.get_column(name).dtype)
+                    found[name] = ColumnQuality(name, spec.type if spec else dtype)
+                    examples[name] = {}
+                _check(found[name], examples[name], frame.get_column(name), spec)
+            if ident is not None and ident in frame.columns:
+                if persons is None:
+                    persons = _person_counter(ident, unit, Path(folder), partitions)
+                persons.add(frame.select(pl.col(ident).cast(pl.String)))
+        if persons is not None:
+            persons.finish()
+            report.persons_over_limit = persons.truncation.persons_truncated
+            report.rows_over_limit = persons.truncation.rows_dropped
+            persons.close()
+    for name, column in found.items():
+        column.examples = [
+            f"{why}: " + ", ".join(repr(v) for v in shown) for why, shown in examples[name].items()
+        ]
+        report.columns.append(column)
+    if schema is not None:
+        report.missing_columns = [n for n in schema.names if n not in found]
+        report.undeclared_columns = [n for n in found if schema.column(n) is None]
     return report
 
 
-def _examples(column: ColumnQuality, values: Any, why: str, limit: int = 3) -> None:
-    shown = values.head(limit).to_list()
-    if shown:
-        column.examples.append(f"{why}: " + ", ".join(repr(v) for v in shown))
+def _person_counter(ident: str, unit: Any, folder: Path, partitions: int) -> PersonLimits:
+    """Counts each person's rows over the file: the truncation of a one-column schema."""
+    schema = Schema(columns=(ColumnSpec(ident, "string", nullable=True),), privacy_unit=unit)
+    return PersonLimits(schema, folder, partitions)
+
+
+def _check(column: ColumnQuality, examples: dict[str, list[Any]], series: Any, spec: Any) -> None:
+    """Add one batch of a column to its counts and examples."""
+    import polars as pl
+
+    column.nulls += series.null_count()
+    values = series
+    if spec is not None and spec.type in _TYPES:
+        values = series.cast(getattr(pl, _TYPES[spec.type]), strict=False)
+        failed = values.is_null() & series.is_not_null()
+        column.not_of_type += int(failed.sum())
+        _examples(examples, series.filter(failed), "not " + spec.type)
+    elif spec is not None and spec.type == "bool" and series.dtype == pl.String:
+        failed = series.is_not_null() & ~series.str.to_lowercase().is_in(list(_BOOL_TEXT))
+        column.not_of_type += int(failed.sum())
+        _examples(examples, series.filter(failed), "not bool")
+    if values.dtype.is_float():
+        column.nan += int(values.is_nan().sum())
+    if spec is not None and spec.bounds is not None and values.dtype.is_numeric():
+        lo, hi = spec.bounds
+        outside = (values < lo) | (values > hi)
+        column.out_of_bounds += int(outside.sum())
+        _examples(examples, values.filter(outside), f"outside [{lo}, {hi}]")
+    if spec is not None and spec.categories is not None:
+        unknown = series.is_not_null() & ~series.cast(pl.String).is_in(spec.categories)
+        column.unknown_categories += int(unknown.sum())
+        _examples(examples, series.filter(unknown), "not a declared category")
+
+
+def _examples(examples: dict[str, list[Any]], values: Any, why: str, limit: int = 3) -> None:
+    shown = examples.get(why, [])
+    if len(shown) < limit:
+        more = values.head(limit - len(shown)).to_list()
+        if more:
+            examples[why] = shown + more
 
 
 def render(report: QualityReport) -> str:

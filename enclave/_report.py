@@ -129,7 +129,12 @@ def write_report(
 
     by_dataset: dict[str, dict[str, list[LedgerRecord]]] = defaultdict(lambda: defaultdict(list))
     by_principal: dict[str, dict[str, list[LedgerRecord]]] = defaultdict(lambda: defaultdict(list))
+    versions: dict[str, list[LedgerRecord]] = defaultdict(list)
+    debits = [e for e in entries if e.kind == "debit"]
     for e in entries:
+        if e.kind != "debit":  # a new dataset version: listed under its dataset's chart
+            versions[e.dataset].append(e)
+    for e in debits:
         by_dataset[e.dataset][e.principal].append(e)
         by_principal[e.principal][e.dataset].append(e)
     budget_of = {(b.principal, b.dataset): b for b in budgets}
@@ -150,9 +155,21 @@ def write_report(
         if wide is not None and wide.cap is not None:
             caps["(all researchers)"] = (wide.cap, "dataset-wide cap")
         chart = _step_chart(f"{dataset}: {measure} spent over time", series, measure, caps)
+        changes = "".join(
+            f"<li>version {e.dataset_version} uploaded by {html.escape(e.principal)} at "
+            f"{e.created_at:%Y-%m-%d %H:%M} UTC"
+            + (
+                ": <b>a new budget period</b> (spending counted again from 0)"
+                if e.kind == "new_period"
+                else ": budgets carried over"
+            )
+            + "</li>"
+            for e in versions.get(dataset, [])
+        )
         sections.append(
             f"<h3>Dataset {html.escape(dataset)}</h3>"
             f'<img alt="{html.escape(dataset)} spending" src="data:image/png;base64,{chart}">'
+            + (f"<ul>{changes}</ul>" if changes else "")
         )
     consumers = sorted(
         by_principal,
@@ -180,7 +197,7 @@ def write_report(
             f'<img alt="{html.escape(principal)} spending" src="data:image/png;base64,{chart}">'
         )
 
-    table = _consumers_table(entries, budgets, measure_of)
+    table = _consumers_table(debits, budgets, measure_of)
     status = "verified" if verified else "BROKEN (see enclave audit verify)"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -215,6 +232,7 @@ LEDGER_FIELDS = (
     "kind",
     "principal",
     "dataset",
+    "dataset_version",
     "job_id",
     "release_index",
     "epsilon",

@@ -27,6 +27,7 @@ from jobs import (
     JobState,
     ReleaseRecord,
     Schema,
+    SchemaError,
     Truncation,
     zcdp_epsilon,
 )
@@ -35,16 +36,18 @@ from ._app import Enclave
 from ._auth import Role, current_principal
 from ._catalog import (
     FORMATS,
+    MAX_PERSON_PARTITIONS,
+    PERSON_PARTITION_BYTES,
     DatasetEntry,
     check_name,
     copy_upload,
-    read_table,
+    read_batches,
     receive_upload,
 )
 from ._errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
 from ._format import amount
-from ._proposal import propose_schema
-from ._quality import Cleaning, quality_report
+from ._proposal import propose_from
+from ._quality import Cleaning, quality_report_from
 from ._quality import render as render_quality
 from .v1 import enclave_pb2 as pb
 from .v1 import enclave_pb2_grpc as pb_grpc
@@ -157,6 +160,12 @@ def _registered(entry: DatasetEntry, truncation: Truncation) -> pb.DatasetInfo:
     return info
 
 
+def _unit(schema: Schema) -> str:
+    """Whom a dataset's guarantee protects (its bound on rows per person may change)."""
+    identifier = schema.privacy_unit.identifier
+    return "each row" if identifier is None else f"the persons of column {identifier!r}"
+
+
 def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
     """Public metadata only: schema, owner, privacy unit. Never rows or counts."""
     schema = entry.schema
@@ -189,6 +198,7 @@ def dataset_to_proto(entry: DatasetEntry) -> pb.DatasetInfo:
         max_rows=schema.max_rows,
         privacy_definition=schema.privacy_definition,
         equivalent_delta=schema.equivalent_delta if schema.zcdp else 0.0,
+        version=entry.version,
     )
 
 
@@ -308,6 +318,8 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         if caller.role == Role.RESEARCHER:
             for balance in self._app.ledger.balances(caller.name, dataset=entry.name):
                 info.budget.CopyFrom(budget_to_proto(balance, self._app.equivalent_delta))
+        else:  # its provider, DPOs and admins: the version history
+            info.versions.extend(self._versions(entry.name))
         return info
 
     def _shown(self, entry: DatasetEntry) -> DatasetEntry:
@@ -366,10 +378,32 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             raise InvalidArgument("size must be the file's size in bytes, or 0")
         # What can be refused without the data is refused before receiving it.
         check_name(header.name)
-        if self._app.catalog.get(header.name) is not None:
-            raise AlreadyExists(f"dataset {header.name!r} is already registered")
-        if header.schema_toml.strip():
-            Schema.from_toml(header.schema_toml)
+        given = header.schema_toml.strip()
+        cleaning = Cleaning(
+            clamp_to_bounds=header.clamp_to_bounds,
+            drop_invalid_rows=header.drop_invalid_rows,
+            unknown_categories_to_other=header.unknown_categories_to_other,
+        )
+        if header.new_budget_period and not header.new_version:
+            raise InvalidArgument(
+                "new_budget_period applies to a new version of a registered dataset: set "
+                "new_version too (enclave dataset upload NAME --new-version --new-budget-period)"
+            )
+        if cleaning and not (given or header.new_version):
+            raise InvalidArgument(
+                "cleaning options need a schema to clean against: send the schema, or choose "
+                "them when you confirm the draft (ConfirmDataset)"
+            )
+        if header.new_version:
+            schema = self._next_schema(self._owned(header.name), given)
+        else:
+            if self._app.catalog.get(header.name) is not None:
+                raise AlreadyExists(
+                    f"dataset {header.name!r} is already registered; to replace its data, "
+                    "upload a new version (new_version, or --new-version on the command line)"
+                )
+            if given:
+                Schema.from_toml(header.schema_toml)
         trailer: list[pb.UploadTrailer] = []
 
         def chunks() -> Iterator[bytes]:
@@ -396,14 +430,88 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                     "the file's SHA-256 does not match what arrived: it was corrupted or "
                     "changed during the upload; nothing was registered, upload again"
                 )
-            if not header.schema_toml.strip():
+            if header.new_version:
+                new_period = header.new_budget_period
+
+                def record(conn: Any, version: int) -> None:
+                    self._app.ledger.record_version(
+                        conn, header.name, version, new_period=new_period, by=caller.name
+                    )
+
+                entry, truncation = self._app.catalog.add_version(
+                    header.name,
+                    caller.name,
+                    upload,
+                    fmt,
+                    schema,
+                    cleaning or None,
+                    new_period=new_period,
+                    record=record,
+                )
+            elif not given:
                 return self._draft(header.name, caller.name, upload, fmt)
-            entry, truncation = self._app.catalog.register(
-                header.name, caller.name, header.schema_toml, upload, fmt
-            )
+            else:
+                entry, truncation = self._app.catalog.register(
+                    header.name, caller.name, header.schema_toml, upload, fmt, cleaning or None
+                )
         finally:
             upload.unlink(missing_ok=True)
-        return _registered(entry, truncation)
+        info = _registered(entry, truncation)
+        info.versions.extend(self._versions(entry.name))
+        return info
+
+    def _next_schema(self, entry: DatasetEntry, schema_toml: str) -> Schema:
+        """The schema of a new version: the current one, or a new one that keeps its meaning.
+
+        Budgets carry over between versions, so what a unit of budget means must
+        not change: whom the guarantee protects (each row, or the persons of one
+        column) and the privacy definition stay. A person's row bound may change:
+        each release's noise is calibrated to the schema it runs on. The policy
+        in force must still fit the new columns.
+
+        Raises:
+            SchemaError: a new schema that changes them or does not fit the policy.
+        """
+        if not schema_toml:
+            return entry.schema
+        schema = Schema.from_toml(schema_toml)
+        old = entry.schema
+        for what, before, after in (
+            ("privacy unit", _unit(old), _unit(schema)),
+            ("privacy definition", old.privacy_definition, schema.privacy_definition),
+            ("equivalent delta", old.equivalent_delta, schema.equivalent_delta),
+        ):
+            if before != after:
+                raise SchemaError(
+                    f"a new version keeps the dataset's {what} ({before} in the registered "
+                    f"schema, {after} in this one): its budgets and ledger are counted in it. "
+                    "To change it, register the data under a new name"
+                )
+        policy = self._app.ledger.policy(entry.name)
+        if policy is not None:
+            try:
+                DatasetHandle(entry.name, schema, entry.path).restricted(
+                    policy.policy.allowed_columns, policy.policy.bounds
+                )
+            except SchemaError as err:
+                raise SchemaError(
+                    f"the new schema does not fit the policy in force: {err}. Change the policy "
+                    "first (enclave policy set), then upload the version"
+                ) from None
+        return schema
+
+    def _versions(self, name: str) -> list[pb.DatasetVersion]:
+        return [
+            pb.DatasetVersion(
+                version=v.version,
+                uploaded_by=v.uploaded_by,
+                uploaded_at=_ts(v.uploaded_at),
+                new_budget_period=v.new_period,
+                superseded_at=_ts(v.superseded_at),
+                stored=v.stored,
+            )
+            for v in self._app.catalog.versions(name)
+        ]
 
     def _draft(self, name: str, owner: str, upload: Path, fmt: str) -> pb.DatasetInfo:
         """Keep an upload sent without a schema as a draft; propose a schema."""
@@ -413,7 +521,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         holder = self._app.drafts.owner(name)
         if holder is not None and holder != owner:
             raise AlreadyExists(f"dataset name {name!r} is taken by another provider's draft")
-        proposal = propose_schema(read_table(upload, fmt))
+        proposal = propose_from(read_batches(upload, fmt))
         self._app.drafts.save(name, owner, upload, fmt, proposal)
         return pb.DatasetInfo(name=name, owner=owner, draft=True, proposed_schema_toml=proposal)
 
@@ -427,12 +535,15 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         if entry is not None:
             if entry.owner != caller.name:
                 raise NotFound(f"you own no dataset or draft called {request.name!r}")
-            frame, draft = read_table(entry.path, "parquet"), False
+            path, fmt, draft = entry.path, "parquet", False
             schema = schema or entry.schema
         else:
             path, fmt, _proposal = self._app.drafts.get(request.name, caller.name)
-            frame, draft = read_table(path, fmt), True
-        report = quality_report(frame, schema)
+            draft = True
+        partitions = min(path.stat().st_size // PERSON_PARTITION_BYTES, MAX_PERSON_PARTITIONS)
+        spill = self._app.data_dir / "uploads"
+        spill.mkdir(parents=True, exist_ok=True)
+        report = quality_report_from(read_batches(path, fmt), schema, spill, partitions)
         return pb.QualityReport(
             name=request.name,
             draft=draft,
@@ -608,6 +719,8 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                 budget_to_proto(b, self._app.equivalent_delta)
                 for b in self._app.ledger.all_balances(dataset=entry.name)
             ],
+            version=entry.version,
+            versions=self._versions(entry.name),
         )
 
 
@@ -773,6 +886,7 @@ def entry_to_proto(e: LedgerEntry, equivalent_delta: EquivalentDelta) -> pb.Ledg
         created_at=_ts(e.created_at),
         prev_hash=e.prev_hash,
         hash=e.hash,
+        dataset_version=e.dataset_version or 0,
     )
 
 

@@ -26,6 +26,7 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (budget.NoGrant, grpc.StatusCode.PERMISSION_DENIED),
     (budget.BudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (budget.LedgerCorrupt, grpc.StatusCode.DATA_LOSS),
+    (budget.StaleVersion, grpc.StatusCode.ABORTED),
     (budget.BudgetError, grpc.StatusCode.FAILED_PRECONDITION),
     (jobs.SchemaError, grpc.StatusCode.INVALID_ARGUMENT),
     (jobs.DataMismatch, grpc.StatusCode.INVALID_ARGUMENT),

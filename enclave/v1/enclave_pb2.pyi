@@ -221,7 +221,7 @@ class PrivacyUnit(_message.Message):
     def __init__(self, identifier: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget", "draft", "proposed_schema_toml", "rows_cleaned")
+    __slots__ = ("name", "description", "owner", "columns", "privacy_unit", "max_rows", "privacy_definition", "equivalent_delta", "rows_dropped", "persons_truncated", "policy_toml", "budget", "draft", "proposed_schema_toml", "rows_cleaned", "version", "versions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +237,8 @@ class DatasetInfo(_message.Message):
     DRAFT_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
     ROWS_CLEANED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     owner: str
@@ -252,7 +254,25 @@ class DatasetInfo(_message.Message):
     draft: bool
     proposed_schema_toml: str
     rows_cleaned: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., draft: _Optional[bool] = ..., proposed_schema_toml: _Optional[str] = ..., rows_cleaned: _Optional[int] = ...) -> None: ...
+    version: int
+    versions: _containers.RepeatedCompositeFieldContainer[DatasetVersion]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., owner: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., privacy_unit: _Optional[_Union[PrivacyUnit, _Mapping]] = ..., max_rows: _Optional[int] = ..., privacy_definition: _Optional[str] = ..., equivalent_delta: _Optional[float] = ..., rows_dropped: _Optional[int] = ..., persons_truncated: _Optional[int] = ..., policy_toml: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., draft: _Optional[bool] = ..., proposed_schema_toml: _Optional[str] = ..., rows_cleaned: _Optional[int] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[DatasetVersion, _Mapping]]] = ...) -> None: ...
+
+class DatasetVersion(_message.Message):
+    __slots__ = ("version", "uploaded_by", "uploaded_at", "new_budget_period", "superseded_at", "stored")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEW_BUDGET_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_AT_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    uploaded_by: str
+    uploaded_at: _timestamp_pb2.Timestamp
+    new_budget_period: bool
+    superseded_at: _timestamp_pb2.Timestamp
+    stored: bool
+    def __init__(self, version: _Optional[int] = ..., uploaded_by: _Optional[str] = ..., uploaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., new_budget_period: _Optional[bool] = ..., superseded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stored: _Optional[bool] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()
@@ -293,16 +313,26 @@ class UploadDatasetRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., trailer: _Optional[_Union[UploadTrailer, _Mapping]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "schema_toml", "format", "size")
+    __slots__ = ("name", "schema_toml", "format", "size", "new_version", "new_budget_period", "clamp_to_bounds", "unknown_categories_to_other", "drop_invalid_rows")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEW_BUDGET_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CLAMP_TO_BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CATEGORIES_TO_OTHER_FIELD_NUMBER: _ClassVar[int]
+    DROP_INVALID_ROWS_FIELD_NUMBER: _ClassVar[int]
     name: str
     schema_toml: str
     format: str
     size: int
-    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+    new_version: bool
+    new_budget_period: bool
+    clamp_to_bounds: bool
+    unknown_categories_to_other: bool
+    drop_invalid_rows: bool
+    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., size: _Optional[int] = ..., new_version: _Optional[bool] = ..., new_budget_period: _Optional[bool] = ..., clamp_to_bounds: _Optional[bool] = ..., unknown_categories_to_other: _Optional[bool] = ..., drop_invalid_rows: _Optional[bool] = ...) -> None: ...
 
 class UploadTrailer(_message.Message):
     __slots__ = ("sha256",)
@@ -473,20 +503,24 @@ class ConfirmDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., clamp_to_bounds: _Optional[bool] = ..., unknown_categories_to_other: _Optional[bool] = ..., drop_invalid_rows: _Optional[bool] = ...) -> None: ...
 
 class DatasetUsage(_message.Message):
-    __slots__ = ("dataset", "spent", "policy_toml", "jobs", "releases", "grants")
+    __slots__ = ("dataset", "spent", "policy_toml", "jobs", "releases", "grants", "version", "versions")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SPENT_FIELD_NUMBER: _ClassVar[int]
     POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     RELEASES_FIELD_NUMBER: _ClassVar[int]
     GRANTS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     spent: Cost
     policy_toml: str
     jobs: int
     releases: int
     grants: _containers.RepeatedCompositeFieldContainer[Budget]
-    def __init__(self, dataset: _Optional[str] = ..., spent: _Optional[_Union[Cost, _Mapping]] = ..., policy_toml: _Optional[str] = ..., jobs: _Optional[int] = ..., releases: _Optional[int] = ..., grants: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+    version: int
+    versions: _containers.RepeatedCompositeFieldContainer[DatasetVersion]
+    def __init__(self, dataset: _Optional[str] = ..., spent: _Optional[_Union[Cost, _Mapping]] = ..., policy_toml: _Optional[str] = ..., jobs: _Optional[int] = ..., releases: _Optional[int] = ..., grants: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[DatasetVersion, _Mapping]]] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("dataset", "epsilon_cap", "epsilon_spent", "epsilon_remaining", "delta_cap", "delta_spent", "delta_remaining", "rho_cap", "rho_spent", "rho_remaining", "privacy_definition", "epsilon_equivalent_remaining", "delta_equivalent_remaining", "expires_at", "refresh", "next_refresh", "lifetime_epsilon_cap", "lifetime_epsilon_spent", "lifetime_rho_cap", "lifetime_rho_spent", "lifetime_delta_cap", "lifetime_delta_spent", "principal")
@@ -613,7 +647,7 @@ class ListLedgerRequest(_message.Message):
     def __init__(self, principal: _Optional[str] = ..., dataset: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class LedgerEntry(_message.Message):
-    __slots__ = ("seq", "kind", "principal", "dataset", "job_id", "release_index", "cost", "created_at", "prev_hash", "hash")
+    __slots__ = ("seq", "kind", "principal", "dataset", "job_id", "release_index", "cost", "created_at", "prev_hash", "hash", "dataset_version")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
@@ -624,6 +658,7 @@ class LedgerEntry(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     PREV_HASH_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: str
     principal: str
@@ -634,7 +669,8 @@ class LedgerEntry(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     prev_hash: str
     hash: str
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., job_id: _Optional[str] = ..., release_index: _Optional[int] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+    dataset_version: int
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., job_id: _Optional[str] = ..., release_index: _Optional[int] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., dataset_version: _Optional[int] = ...) -> None: ...
 
 class ListLedgerResponse(_message.Message):
     __slots__ = ("entries", "next_page_token")

@@ -7,7 +7,9 @@ a 60 MB file, then one six times larger (375 MB). Memory bounded by a batch
 means the second upload barely moves the server's peak resident memory (the
 kernel's VmHWM, which the first upload has already raised by the libraries it
 loads and the batch-sized working set): the test allows a third of the
-larger file's size. Reading the file into memory, as registration did before,
+larger file's size. The larger file is then sent again without a schema (a
+draft, whose schema is proposed from the whole file) and its quality report
+asked for: both read it a batch at a time too. Reading the file into memory, as registration did before,
 takes several times its size (Polars' strings, the typed copy, the Parquet
 buffers).
 """
@@ -146,11 +148,21 @@ def test_a_375_mb_upload_registers_in_bounded_memory(
         c.register_dataset("small", small, SCHEMA)
         warm = _status(proc.pid, "VmHWM")
         info = c.register_dataset("big", big, SCHEMA)
+        registered = _status(proc.pid, "VmHWM")
+        # Sent without a schema: a draft, its schema proposed from the whole file;
+        # then its quality report against the schema. Both read it a batch at a time.
+        draft = c.register_dataset("drafted", big, None)
+        report = c.quality_report("drafted", SCHEMA)
     peak = _status(proc.pid, "VmHWM")
     print(
         f"server RSS {start / 1e6:.0f} MB; peak after a {small.stat().st_size / 1e6:.0f} MB "
-        f"upload {warm / 1e6:.0f} MB, after a {size / 1e6:.0f} MB upload {peak / 1e6:.0f} MB"
+        f"upload {warm / 1e6:.0f} MB, after a {size / 1e6:.0f} MB upload {registered / 1e6:.0f} "
+        f"MB, after its draft and quality report {peak / 1e6:.0f} MB"
     )
     # 1,200,000 visitors with five rows each, four kept.
     assert (info.rows_dropped, info.persons_truncated) == (ROWS // 5, ROWS // 5)
+    assert draft.draft and 'categories = ["east", "north", "south", "west"]' in (
+        draft.proposed_schema_toml
+    )
+    assert (report.rows, report.persons_over_limit) == (ROWS, ROWS // 5)
     assert peak - warm < size / 3, f"peak grew by {(peak - warm) / 1e6:.0f} MB"

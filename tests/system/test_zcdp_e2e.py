@@ -73,6 +73,9 @@ def test_zcdp_dataset_describes_its_definition_and_equivalent_delta(server, zcdp
         seen = client.describe_dataset(zcdp)
         assert Decimal(seen.budget.rho_cap) == Decimal("0.5")
         seen.ClearField("budget")
+        assert [v.version for v in info.versions] == [1]  # the history: provider and DPOs only
+        assert not seen.versions
+        info.ClearField("versions")
         assert seen == info
         assert [d.privacy_definition for d in client.datasets()] == ["zcdp"]
     # Others do not see it at all.

@@ -245,3 +245,57 @@ def test_convert_registers_a_file_cut_in_many_batches_like_the_whole(
     assert truncation == summary
     assert summary.rows_dropped > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "out.parquet"]
+
+
+# --- drafts' proposals and quality reports, a batch at a time -----------------------------
+
+PROPOSAL_CSV = "person,n,x,flag,region,note,empty\n" + "".join(
+    f"p{i % 37},{i},{i / 4 if i > 100 else i},{'true' if i % 3 else 'false'},"
+    f"{('north', 'south', 'east')[i % 3]},remark {i},\n"
+    for i in range(400)
+)
+
+
+def test_a_proposal_from_many_batches_is_the_proposal_from_the_whole(tmp_path: Path) -> None:
+    """Types settled over every batch: x reads as int in the first rows, float later."""
+    from enclave._proposal import propose_from, propose_schema
+
+    path = tmp_path / "d.csv"
+    path.write_text(PROPOSAL_CSV)
+    whole = propose_schema(pl.read_csv(path, infer_schema=False))
+    batches = list(read_batches(path, "csv", 256))
+    assert len(batches) > 20
+    assert propose_from(batches) == whole
+    assert '[columns."x"]\ntype = "float"\n# observed: 0.0 to 100.0' in whole
+    assert '[columns."n"]\ntype = "int"\n# observed: 0 to 399' in whole
+    assert '[columns."flag"]\ntype = "bool"' in whole
+    assert 'categories = ["east", "north", "south"]' in whole
+    assert "more than 50 distinct values" in whole  # note, without holding them all
+    assert '[columns."empty"]\ntype = "category"\ncategories = []' in whole
+
+
+def test_a_quality_report_from_many_batches_is_the_report_of_the_whole(tmp_path: Path) -> None:
+    """Counts add up, the first examples are kept, and a person's rows in many
+    batches and partitions count together."""
+    from enclave._quality import quality_report, quality_report_from
+
+    rows = [
+        f"p{i % 37},{i if i % 50 else 'x'},{i / 4},{('north', 'south', 'mars')[i % 3]}"
+        for i in range(400)
+    ]
+    path = tmp_path / "d.csv"
+    path.write_text("person,n,x,region\n" + "\n".join(rows) + "\n")
+    schema = Schema.from_toml(
+        'privacy_unit = { column = "person", max_rows_per_person = 8 }\n'
+        '[columns.person]\ntype = "string"\n'
+        '[columns.n]\ntype = "int"\nbounds = [0, 300]\n'
+        '[columns.x]\ntype = "float"\nbounds = [0, 50]\n'
+        '[columns.region]\ntype = "category"\ncategories = ["north", "south"]\n'
+    )
+    whole = quality_report(pl.read_csv(path, infer_schema=False), schema)
+    batched = quality_report_from(read_batches(path, "csv", 300), schema, tmp_path, 5)
+    assert batched == whole
+    n = {c.name: c for c in whole.columns}["n"]
+    assert (n.not_of_type, n.out_of_bounds) == (8, 99 - 1)  # 'x' rows; 301..399 but 350
+    assert (whole.persons_over_limit, whole.rows_over_limit) == (37, 400 - 37 * 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]  # spill removed
