@@ -548,9 +548,9 @@ class Catalog:
                 VersionInfo(
                     r["version"],
                     r["uploaded_by"],
-                    _utc(r["uploaded_at"]),
+                    r["uploaded_at"],
                     r["new_period"],
-                    _utc(r["superseded_at"]) if r["superseded_at"] else None,
+                    r["superseded_at"],
                     r["file"] is not None,
                 )
                 for r in rows
@@ -640,7 +640,7 @@ class Catalog:
 
 @dataclass(frozen=True, slots=True)
 class VersionInfo:
-    """One version of a dataset, as its provider and DPO see it."""
+    """One version of a dataset, as its provider and DPO see it (times in UTC; naive on SQLite)."""
 
     version: int
     uploaded_by: str
@@ -649,11 +649,6 @@ class VersionInfo:
     superseded_at: dt.datetime | None
     #: False once the file was purged (superseded past the grace, or deleted).
     stored: bool
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite returns naive datetimes for what was stored as UTC.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def check_name(name: str) -> None:
