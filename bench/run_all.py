@@ -8,7 +8,9 @@ file, as CI does, so that the benchmarks cannot rot.
 
 Suites: ``release`` (DP release vs raw Polars, 1M and 10M rows), ``jobs``
 (end-to-end latency, throughput, empty-job overhead, memory), ``sandbox``
-(per-job isolation cost), ``timing`` (data-dependent release time). The ledger
+(per-job isolation cost), ``timing`` (data-dependent release time),
+``registration`` (checking and storing a provider's CSV vs raw Polars
+converting it, 1M and 6M rows, time and memory). The ledger
 benchmark (``bench/ledger_debits.py``) needs PostgreSQL and ~10 minutes: run
 it with ``--suites ledger``.
 """
@@ -23,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import jobs_e2e, release_path
+from bench import jobs_e2e, registration, release_path
 from bench._common import REPORT, Section, run_python, write_report
 
-SUITES = ("release", "jobs", "sandbox", "timing")
+SUITES = ("release", "jobs", "sandbox", "timing", "registration")
 
 
 def _fenced(text: str) -> str:
@@ -55,6 +57,9 @@ def _suites(smoke: bool) -> dict[str, Callable[[], Section]]:
         ),
         "timing": lambda: Section(
             "timing", "python " + " ".join(timing_args), _fenced(run_python(timing_args))
+        ),
+        "registration": lambda: registration.run(
+            [20_000] if smoke else [1_000_000, 6_000_000], 1 if smoke else 5
         ),
         "ledger": lambda: Section(
             "ledger", "python " + " ".join(ledger_args), _fenced(run_python(ledger_args))
