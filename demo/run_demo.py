@@ -93,7 +93,7 @@ def main() -> None:
         researcher = run(
             ["admin", "create-principal", "alice", "--role", "researcher"], admin, address
         )
-        run(["admin", "create-principal", "dpo", "--role", "dpo"], admin, address)
+        dpo = run(["admin", "create-principal", "dpo", "--role", "dpo"], admin, address)
         print("tourism_board (provider), alice (researcher), dpo (dpo)")
 
         step("provider registers the confidential table and grants alice epsilon = 3, delta = 1e-6")
@@ -142,6 +142,25 @@ def main() -> None:
 
         step("alice's remaining budget")
         print(run(["budget"], researcher, address))
+
+        step("provider uploads next season's file as version 2 of the dataset (budgets carry over)")
+        season = DATA / "tourism_stays_2027.csv"
+        subprocess.run(
+            [sys.executable, str(ROOT / "demo" / "make_dataset.py"), str(season), "--seed", "2027"],
+            check=True,
+        )
+        print(
+            run(
+                ["dataset", "upload", "tourism_stays", "--file", str(season), "--new-version"],
+                provider,
+                address,
+            )
+        )
+        print(run(["budget"], researcher, address))
+
+        step("the DPO verifies the ledger: each release and the new version, hash-chained")
+        print(run(["audit", "verify"], dpo, address))
+        print(run(["audit", "ledger"], dpo, address))
     finally:
         step("stopping the server (SIGTERM drains in-flight calls)")
         server.send_signal(signal.SIGTERM)
