@@ -284,7 +284,9 @@ def _print_job(job: Job, as_json: bool) -> None:
     if as_json:
         print(json.dumps(job.to_json(), indent=2))
         return
-    print(f"job {job.job_id}  {job.state}  dataset={job.dataset}  cost: {job.cost}")
+    versions = sorted({r.dataset_version for r in job.releases if r.dataset_version})
+    shown = job.dataset + (" v" + ",".join(map(str, versions)) if versions else "")
+    print(f"job {job.job_id}  {job.state}  dataset={shown}  cost: {job.cost}")
     if job.error_code:
         print(f"error: {job.error_code}: {job.error_message}")
         if job.releases:
@@ -866,7 +868,8 @@ def _print_audited_job(job: Job, as_json: bool) -> None:
     print("script:")
     print("\n".join("  " + line for line in job.script.rstrip("\n").splitlines()))
     for r in job.releases:
-        print(f"release #{r.index}: {r.cost}  mechanism: {r.mechanism}")
+        version = f"  dataset version: {r.dataset_version}" if r.dataset_version else ""
+        print(f"release #{r.index}: {r.cost}  mechanism: {r.mechanism}{version}")
         print("  plan: " + json.dumps(r.plan, sort_keys=True))
 
 

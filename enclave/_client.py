@@ -107,6 +107,8 @@ class Release:
     cost: Cost = field(default_factory=Cost)
     #: The plan released, as the host checked and priced it (public: no data).
     plan: Any = None
+    #: The dataset version it was computed on (None: not recorded, or a preview).
+    dataset_version: int | None = None
 
     @property
     def rho(self) -> Decimal:
@@ -126,6 +128,7 @@ class Release:
             Decimal(msg.cost.delta or "0"),
             Cost.from_proto(msg.cost),
             json.loads(msg.plan_json) if msg.plan_json else None,
+            getattr(msg, "dataset_version", 0) or None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class Release:
         return {
             "index": self.index,
             "dataset": self.dataset,
+            "dataset_version": self.dataset_version,
             **self.cost.to_json(),
             "mechanism": self.mechanism,
             "value": self.value,

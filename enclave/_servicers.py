@@ -133,6 +133,7 @@ def job_to_proto(
                 mechanism=r.mechanism,
                 plan_json=json.dumps(r.plan),
                 value_json="" if r.value is None else json.dumps(r.value),
+                dataset_version=r.dataset_version or 0,
             )
             for r in job.releases
         ],

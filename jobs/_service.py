@@ -456,6 +456,7 @@ class JobService:
             _mechanisms(priced),
             to_quanta(delta, quantum=DELTA_QUANTUM),
             to_quanta(priced.rho),
+            priced.dataset.version,
         )
         self._notify(job.id)
         with self._evaluations:

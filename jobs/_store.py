@@ -78,6 +78,8 @@ releases_table = Table(
     Column("mechanism", String(200), nullable=False),
     Column("value_json", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The dataset version the release was computed on (jobs_0003); NULL before.
+    Column("dataset_version", Integer, nullable=True),
 )
 
 
@@ -108,6 +110,8 @@ class ReleaseRecord:
     value: Any
     delta: Decimal = Decimal(0)
     rho: Decimal = Decimal(0)
+    #: The dataset version it was computed on (None: recorded before versions).
+    dataset_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +365,7 @@ class JobStore:
         mechanism: str,
         delta_q: int = 0,
         rho_q: int = 0,
+        dataset_version: int | None = None,
     ) -> None:
         """Record a release right after its debit, before its value exists."""
         with self._engine.begin() as conn:
@@ -377,6 +382,7 @@ class JobStore:
                     "mechanism": mechanism,
                     "value_json": None,
                     "created_at": self._clock(),
+                    "dataset_version": dataset_version,
                 },
             )
 
@@ -473,6 +479,7 @@ def _record(row: Any, rels: Any) -> JobRecord:
                 value=None if r["value_json"] is None else json.loads(r["value_json"]),
                 delta=from_quanta(r["delta_q"], quantum=DELTA_QUANTUM),
                 rho=from_quanta(r["rho_q"]),
+                dataset_version=r["dataset_version"],
             )
             for r in rels
         ),

@@ -61,20 +61,22 @@ class JobError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ReleaseRecord(_message.Message):
-    __slots__ = ("index", "dataset", "cost", "mechanism", "plan_json", "value_json")
+    __slots__ = ("index", "dataset", "cost", "mechanism", "plan_json", "value_json", "dataset_version")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
     PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     index: int
     dataset: str
     cost: Cost
     mechanism: str
     plan_json: str
     value_json: str
-    def __init__(self, index: _Optional[int] = ..., dataset: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., mechanism: _Optional[str] = ..., plan_json: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
+    dataset_version: int
+    def __init__(self, index: _Optional[int] = ..., dataset: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., mechanism: _Optional[str] = ..., plan_json: _Optional[str] = ..., value_json: _Optional[str] = ..., dataset_version: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "principal", "dataset", "request_id", "state", "result_json", "cost", "releases", "error", "printed", "created_at", "started_at", "finished_at", "script")

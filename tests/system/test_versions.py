@@ -36,9 +36,12 @@ def _csv(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-def _count(token: str, address: str, eps: str) -> float:
+def _count(token: str, address: str, eps: str, version: int | None = None) -> float:
+    """A noisy count of "stays"; ``version``: the dataset version its release must show."""
     with Client(address, token) as c:
         job = c.run(COUNT.format(eps=eps), "stays")
+    if version is not None:
+        assert [r.dataset_version for r in job.releases] == [version]
     return float(job.result["n"])
 
 
@@ -51,7 +54,7 @@ def test_a_new_version_keeps_budgets_and_is_recorded_in_the_ledger(
         prov.set_policy("stays", "dataset_cap_epsilon = 20\n")
     # 4,000 rows in version 1; Laplace noise of scale 1 at epsilon = 1: off by more
     # than 60 with probability e^-60.
-    assert abs(_count(own.researcher, own.address, "1") - 4000) < 60
+    assert abs(_count(own.researcher, own.address, "1", version=1) - 4000) < 60
     with Client(own.address, own.provider) as prov:
         info = prov.upload_version("stays", _csv(tmp_path / "v2.csv", 6000, seed=11))
         assert info.version == 2
@@ -65,7 +68,7 @@ def test_a_new_version_keeps_budgets_and_is_recorded_in_the_ledger(
         seen = alice.describe_dataset("stays")
     assert seen.version == 2 and not seen.versions  # the history is for provider and DPO
     assert Decimal(seen.budget.epsilon_remaining) == 4  # 5 granted, 1 spent on version 1
-    assert abs(_count(own.researcher, own.address, "0.5") - 6000) < 120  # e^-60 again
+    assert abs(_count(own.researcher, own.address, "0.5", version=2) - 6000) < 120  # e^-60
     with Client(own.address, dpo) as auditor:
         entries = list(auditor.ledger(dataset="stays"))
         assert auditor.verify_ledger().entries == 3
