@@ -134,7 +134,11 @@ def read_batches(path: Path, fmt: str, batch_bytes: int | None = None) -> Iterat
     still checked. CSV and NDJSON are cut at record boundaries (for CSV, a
     newline outside quotes: RFC 4180 doubles quotes inside quoted values, so
     an even count of quotes before a newline means it ends a record); each
-    batch is parsed by Polars. Parquet is read a record batch at a time.
+    batch is parsed by Polars. NDJSON is read twice: once to settle each key's
+    type over the whole file, as a whole-file read would (a person id written
+    ``7`` in one batch and ``7.5`` in another must not become two persons),
+    then with those types, every key in every batch. Parquet is read a record
+    batch at a time.
 
     Raises:
         DataMismatch: an unreadable file, from the first batch that fails.
@@ -143,6 +147,7 @@ def read_batches(path: Path, fmt: str, batch_bytes: int | None = None) -> Iterat
 
     if fmt not in FORMATS:
         raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    size = batch_bytes or BATCH_BYTES
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -154,67 +159,116 @@ def read_batches(path: Path, fmt: str, batch_bytes: int | None = None) -> Iterat
                     yield pl.from_arrow(record_batch)
                 if empty:
                     yield pl.from_arrow(parquet.schema_arrow.empty_table())
-            return
-        size = batch_bytes or BATCH_BYTES
-        header = b""
-        seen: dict[str, None] = {}  # NDJSON keys met so far, in order
-        with open(path, "rb") as fh:
-            if fmt == "csv":
-                header = _csv_record(fh)
-            pending = b""
-            produced = False
-            while True:
-                data = fh.read(size)
-                block = pending + data
-                cut = len(block) if not data else _record_end(block, csv=fmt == "csv")
-                if cut and block[:cut].strip():
-                    if fmt == "csv":
-                        yield pl.read_csv(header + block[:cut], infer_schema=False, encoding="utf8")
-                    else:
-                        # Types are inferred from the whole batch (a key null in
-                        # one batch may hold text in the next: the schema's
-                        # check casts each batch); a key absent from this batch
-                        # but met before is null here, as in a whole-file read.
-                        frame = pl.read_ndjson(block[:cut], infer_schema_length=None)
-                        seen.update(dict.fromkeys(frame.columns))
-                        missing = [pl.lit(None).alias(k) for k in seen if k not in frame.columns]
-                        yield frame.with_columns(missing).select(list(seen))
+        elif fmt == "csv":
+            with open(path, "rb") as fh:
+                header = _csv_header(fh)
+                produced = False
+                for block in _blocks(fh, size, csv=True):
+                    yield pl.read_csv(header + block, infer_schema=False, encoding="utf8")
                     produced = True
-                pending = block[cut:]
-                if not data:
-                    break
-            if not produced:
-                if fmt == "csv":
+                if not produced:
                     yield pl.read_csv(header, infer_schema=False, encoding="utf8")
-                else:
-                    yield pl.DataFrame()
+        else:
+            with open(path, "rb") as fh:
+                schemas = [
+                    pl.read_ndjson(block, infer_schema_length=None).schema
+                    for block in _blocks(fh, size, csv=False)
+                ]
+            if not schemas:
+                yield pl.DataFrame()
+                return
+            merged = pl.concat(
+                [pl.DataFrame(schema=schema) for schema in schemas], how="diagonal_relaxed"
+            ).schema
+            with open(path, "rb") as fh:
+                for block in _blocks(fh, size, csv=False):
+                    yield pl.read_ndjson(block, schema=merged)
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         raise unreadable(path, fmt, err) from err
 
 
-def _csv_record(fh: BinaryIO) -> bytes:
-    """The first record of a CSV file (its header), which may span lines if quoted."""
-    record = fh.readline()
-    while record.count(b'"') % 2 and (more := fh.readline()):
+#: The longest CSV header a provider's file may have.
+MAX_HEADER_BYTES = 1024**2
+#: The longest CSV record: longer, it is a quote that never closes (refused).
+MAX_RECORD_BYTES = 16 * 1024**2
+
+
+def _csv_header(fh: BinaryIO) -> bytes:
+    """The first record of a CSV file (its header), which may span lines if quoted.
+
+    Raises:
+        DataMismatch: line endings a CSV reader cannot cut (CR only), or a header
+            longer than `MAX_HEADER_BYTES` (not a CSV file, or no line ends).
+    """
+    start = fh.read(64 * 1024)
+    if b"\r" in start and b"\n" not in start:
+        raise DataMismatch(
+            "could not read the csv file: its lines end with CR alone (old Mac OS, or "
+            'Excel\'s "CSV (Macintosh)"): save it as "CSV UTF-8" (lines ending with LF '
+            "or CRLF) and upload again"
+        )
+    fh.seek(0)
+    record = fh.readline(MAX_HEADER_BYTES + 1)
+    while record.count(b'"') % 2 and len(record) <= MAX_HEADER_BYTES:
+        more = fh.readline(MAX_HEADER_BYTES + 1)
+        if not more:
+            break
         record += more
+    if len(record) > MAX_HEADER_BYTES:
+        raise DataMismatch(
+            f"could not read the csv file: its first line (the header) is longer than "
+            f"{MAX_HEADER_BYTES:,} bytes: is it a CSV file with one record per line?"
+        )
     return record
+
+
+def _blocks(fh: BinaryIO, size: int, *, csv: bool) -> Iterator[bytes]:
+    """The rest of ``fh`` in blocks of about ``size`` bytes, each ending at a record's end.
+
+    Raises:
+        DataMismatch: a CSV record longer than `MAX_RECORD_BYTES` (an unmatched
+            double quote), naming the line where it starts.
+    """
+    pending = b""
+    lines = 1 if csv else 0  # lines before ``pending`` (the header, for CSV)
+    while True:
+        data = fh.read(size)
+        block = pending + data
+        cut = len(block) if not data else _record_end(block, csv=csv)
+        if cut and block[:cut].strip():
+            yield block[:cut]
+        lines += block.count(b"\n", 0, cut)
+        pending = block[cut:]
+        if not data:
+            return
+        if len(pending) > MAX_RECORD_BYTES:
+            raise DataMismatch(
+                f"could not read the csv file: the record starting at line {lines + 1:,} "
+                f'runs over {len(pending):,} bytes: a double quote (") opens a quoted value '
+                'that never closes. Inside a value, write a quote twice (""), or quote the '
+                "whole value"
+            )
 
 
 def _record_end(block: bytes, *, csv: bool) -> int:
     """Where the last complete record of ``block`` ends (0: none yet).
 
     ``block`` starts at a record boundary. For CSV, a newline ends a record
-    when the quotes before it are even in number.
+    when the quotes before it are even in number (counted in one vectorised
+    pass, so that a long open record costs linear time).
     """
     end = block.rfind(b"\n")
     if not csv or end < 0:
         return end + 1
-    quotes = block.count(b'"', 0, end)
-    while end >= 0 and quotes % 2:
-        previous = block.rfind(b"\n", 0, end)
-        quotes -= block.count(b'"', previous + 1, end)
-        end = previous
-    return end + 1
+    if not block.count(b'"', 0, end) % 2:
+        return end + 1
+    import numpy as np
+
+    data = np.frombuffer(block, dtype=np.uint8)
+    quotes = np.flatnonzero(data == ord('"'))
+    newlines = np.flatnonzero(data == ord("\n"))
+    closed = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+    return int(closed[-1]) + 1 if closed.size else 0
 
 
 def unreadable(path: Path, fmt: str, err: Exception) -> DataMismatch:

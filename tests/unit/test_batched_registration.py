@@ -299,3 +299,49 @@ def test_a_quality_report_from_many_batches_is_the_report_of_the_whole(tmp_path:
     assert (n.not_of_type, n.out_of_bounds) == (8, 99 - 1)  # 'x' rows; 301..399 but 350
     assert (whole.persons_over_limit, whole.rows_over_limit) == (37, 400 - 37 * 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]  # spill removed
+
+
+def test_a_quote_that_never_closes_is_refused_naming_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instead of reading the rest of the file as one value (quadratic, unbounded)."""
+    import enclave._catalog as catalog
+
+    monkeypatch.setattr(catalog, "MAX_RECORD_BYTES", 2_000)
+    path = tmp_path / "d.csv"
+    path.write_text('id,note\n1,fine\n2,a 5" screen\n' + "".join(f"{i},x\n" for i in range(3000)))
+    with pytest.raises(DataMismatch, match=r"record starting at line 3 runs over .* never closes"):
+        list(read_batches(path, "csv", 256))
+
+
+def test_a_csv_with_cr_only_line_ends_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"id,n\r" + b"".join(b"%d,1\r" % i for i in range(1000)))
+    with pytest.raises(DataMismatch, match=r"CR alone .* save it as \"CSV UTF-8\""):
+        list(read_batches(path, "csv"))
+
+
+def test_a_header_without_line_end_is_refused_not_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import enclave._catalog as catalog
+
+    monkeypatch.setattr(catalog, "MAX_HEADER_BYTES", 1_000)
+    path = tmp_path / "one.csv"
+    path.write_text(",".join(f"c{i}" for i in range(2000)))
+    with pytest.raises(DataMismatch, match=r"header.* is longer than 1,000 bytes"):
+        list(read_batches(path, "csv"))
+
+
+def test_ndjson_types_are_settled_over_the_whole_file(tmp_path: Path) -> None:
+    """An id written 7 in one batch and 7.0 in another is one person, as in a whole-file
+    read; a key first met late is in every batch (null before)."""
+    rows = [{"id": 7, "n": i} for i in range(30)] + [{"id": 7.0, "n": 1, "late": "x"}]
+    path = tmp_path / "t.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    batches = list(read_batches(path, "ndjson", 100))
+    assert len(batches) > 3
+    whole = pl.read_ndjson(path, infer_schema_length=None)
+    assert all(b.schema == whole.schema for b in batches)
+    assert pl.concat(batches).equals(whole)
+    assert whole["id"].n_unique() == 1
