@@ -14,7 +14,7 @@ import budget
 from jobs import JobStore, Limits
 
 from ._auth import PrincipalStore
-from ._catalog import Catalog
+from ._catalog import Catalog, sweep_leftovers
 from ._proposal import Drafts
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class Enclave:
         self.job_store = JobStore(self.engine, replica=replica or default_replica())
         for part in (self.principals, self.ledger, self.catalog, self.job_store):
             part.create_tables()
+        sweep_leftovers(data_dir)
         self._equivalent_delta: dict[str, float | None] = {}
 
     def start_jobs(

@@ -55,7 +55,7 @@ from jobs import (
 )
 from jobs._service import TRIMMER
 
-from ._errors import AlreadyExists, InvalidArgument, UploadCorrupt
+from ._errors import AlreadyExists, InvalidArgument, NotFound, UploadCorrupt, VersionConflict
 from ._quality import Cleaning, clean
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ dataset_versions = Table(
     # Whether this version started a new budget period (a provider's choice).
     Column("new_period", Boolean, nullable=False),
     Column("superseded_at", DateTime(timezone=True), nullable=True),
+    # The uploaded file's SHA-256 (NULL: registered in one message, or before versions).
+    Column("sha256", String(64), nullable=True),
     PrimaryKeyConstraint("dataset", "version", name="pk_dataset_versions"),
 )
 
@@ -422,8 +424,15 @@ class Catalog:
         source: Path,
         fmt: str,
         cleaning: Cleaning | None = None,
+        *,
+        sha256: str | None = None,
+        record: Callable[[Connection, int], object] | None = None,
     ) -> tuple[DatasetEntry, Truncation]:
         """Check ``source`` against the schema and store it as Parquet.
+
+        A name registered again after its deletion continues its version
+        numbers (its ledger entries name them), and ``record(conn, version)``
+        then chains that version in the ledger, in the same transaction.
 
         Each person's rows beyond the privacy unit's bounds are dropped first
         (`jobs.truncate_contributions`); what was dropped is returned for the
@@ -453,10 +462,12 @@ class Catalog:
                     version=version,
                 )
             )
+            if version > 1 and record is not None:
+                record(conn, version)
 
         try:
             version, path, now, truncation = self._store(
-                name, owner, schema, source, fmt, cleaning, commit, new_period=False
+                name, owner, schema, source, fmt, cleaning, commit, False, sha256
             )
         except IntegrityError:
             raise AlreadyExists(f"dataset {name!r} is already registered") from None
@@ -474,19 +485,25 @@ class Catalog:
         schema: Schema,
         cleaning: Cleaning | None,
         *,
+        replaces: int,
         new_period: bool,
         record: Callable[[Connection, int], object],
+        sha256: str | None = None,
     ) -> tuple[DatasetEntry, Truncation]:
         """Replace a registered dataset's data with a new version, checked like the first.
 
         The catalog switches to the new file, and ``record(conn, version)``
         (the ledger's `budget.Ledger.record_version`) runs, in one
         transaction: researchers' next releases see the new version and its
-        budgets together. The previous version's file is purged after
-        `SUPERSEDED_GRACE`, so that releases already priced on it finish.
+        budgets together. The switch happens only if the dataset is still
+        ``by``'s and still at version ``replaces``: an upload retried after
+        its answer was lost, or racing another, adds no second version (and
+        no second budget period). The previous version's file is purged
+        after `SUPERSEDED_GRACE`, so that releases already priced on it finish.
 
         Raises:
             UnknownDataset: no dataset of that name (or it was deleted meanwhile).
+            VersionConflict: the dataset is no longer at version ``replaces``.
             InvalidArgument: bad format.
             DataMismatch: data that does not match the schema.
         """
@@ -499,24 +516,37 @@ class Catalog:
         def commit(conn: Connection, file: str, version: int, now: dt.datetime) -> None:
             switched = conn.execute(
                 update(datasets_table)
-                .where(d.name == name)
+                .where(d.name == name, d.owner == by, d.version == replaces)
                 .values(file=file, version=version, schema_json=schema.to_json())
             ).rowcount
             if not switched:
-                raise UnknownDataset(f"no dataset called {name!r}: it was deleted meanwhile")
+                row = conn.execute(_BY_NAME, {"b_name": name}).mappings().first()
+                if row is None:
+                    raise UnknownDataset(f"no dataset called {name!r}: it was deleted meanwhile")
+                if row["owner"] != by:
+                    raise NotFound(f"you own no dataset called {name!r}")
+                raise VersionConflict(
+                    f"dataset {name!r} is at version {row['version']}, not {replaces} as this "
+                    "upload expected: another upload replaced it meanwhile (perhaps this one, "
+                    "if an earlier attempt's answer was lost). Nothing was changed; check "
+                    f"`enclave dataset usage {name}` before uploading again"
+                )
             record(conn, version)
 
         try:
             version, _path, _now, truncation = self._store(
-                name, by, schema, source, fmt, cleaning, commit, new_period=new_period
+                name, by, schema, source, fmt, cleaning, commit, new_period, sha256
             )
         finally:
             TRIMMER.poke()
-        self.purge_superseded()
-        if self._grace > dt.timedelta(0):
-            timer = threading.Timer(self._grace.total_seconds() + 1, self.purge_superseded)
-            timer.daemon = True
-            timer.start()
+        try:  # the version is committed: a failure here must not look like a refusal
+            self.purge_superseded()
+            if self._grace > dt.timedelta(0):
+                timer = threading.Timer(self._grace.total_seconds() + 1, self.purge_superseded)
+                timer.daemon = True
+                timer.start()
+        except Exception:
+            log.exception("purging superseded files of %s failed; retried at start-up", name)
         log.info(
             "dataset %s: version %d uploaded by %s (new budget period: %s)",
             name,
@@ -538,8 +568,8 @@ class Catalog:
         fmt: str,
         cleaning: Cleaning | None,
         commit: Callable[[Connection, str, int, dt.datetime], None],
-        *,
         new_period: bool,
+        sha256: str | None,
     ) -> tuple[int, Path, dt.datetime, Truncation]:
         """Convert ``source`` next to the dataset's files, then record it as its next version.
 
@@ -580,6 +610,7 @@ class Catalog:
                         uploaded_by=by,
                         uploaded_at=now,
                         new_period=new_period,
+                        sha256=sha256,
                     )
                 )
                 commit(conn, file, version, now)
@@ -606,6 +637,7 @@ class Catalog:
                     r["new_period"],
                     r["superseded_at"],
                     r["file"] is not None,
+                    r["sha256"],
                 )
                 for r in rows
             ]
@@ -703,6 +735,48 @@ class VersionInfo:
     superseded_at: dt.datetime | None
     #: False once the file was purged (superseded past the grace, or deleted).
     stored: bool
+    #: The uploaded file's SHA-256 (None: sent in one message, or from before versions).
+    sha256: str | None = None
+
+
+#: Temporary files older than this are a crashed process's (see `sweep_leftovers`).
+LEFTOVER_AGE = dt.timedelta(hours=6)
+
+
+def sweep_leftovers(data_dir: Path, now: dt.datetime | None = None) -> int:
+    """Delete what a server that crashed left: half-written Parquet, spills, uploads.
+
+    Registration's temporary Parquet (``datasets/*/.*.tmp``) and person spills
+    (``datasets/*/.*.persons``), received uploads (``uploads/upload-*``) and
+    quality-report spills (``uploads/.quality-*``). Only those untouched for
+    `LEFTOVER_AGE`: replicas sharing the data dir may be writing fresh ones.
+    Spills hold person identifiers, uploads the provider's data: neither
+    should outlive the call that made them.
+
+    Returns:
+        How many were deleted.
+    """
+    cutoff = (now or dt.datetime.now(dt.UTC)).timestamp() - LEFTOVER_AGE.total_seconds()
+    found = [
+        *data_dir.glob("datasets/*/.*.tmp"),
+        *data_dir.glob("datasets/*/.*.persons"),
+        *data_dir.glob("uploads/upload-*"),
+        *data_dir.glob("uploads/.quality-*"),
+    ]
+    swept = 0
+    for path in found:
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue  # gone meanwhile, or not ours to delete
+        swept += 1
+        log.warning("deleted %s, left by a server that stopped while using it", path)
+    return swept
 
 
 def check_name(name: str) -> None:

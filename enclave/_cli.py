@@ -178,6 +178,13 @@ def _parser() -> argparse.ArgumentParser:
             "starts again from 0. Only if the new data hold other persons than the previous "
             "version: otherwise their privacy loss adds up over periods (docs/versions.md)",
         )
+        r.add_argument(
+            "--replaces",
+            type=int,
+            metavar="VERSION",
+            help="with --new-version: the version you mean to replace (see `enclave dataset "
+            "usage`); refused if the dataset has moved on since",
+        )
         r.add_argument("--clamp", action="store_true", help="clamp numbers into their bounds")
         r.add_argument(
             "--other", action="store_true", help='map values outside a category list to "other"'
@@ -597,6 +604,7 @@ def _run(args: argparse.Namespace) -> int:
                         args.file,
                         args.schema,
                         new_budget_period=args.new_budget_period,
+                        replaces=args.replaces,
                         progress=bar,
                         **cleaning,
                     )

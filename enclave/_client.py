@@ -429,7 +429,6 @@ class LedgerRecord:
             "kind": self.kind,
             "principal": self.principal,
             "dataset": self.dataset,
-            "dataset_version": self.dataset_version,
             "job_id": self.job_id,
             "release_index": self.release_index,
             "epsilon": str(self.cost.epsilon),
@@ -437,6 +436,7 @@ class LedgerRecord:
             "rho": str(self.cost.rho),
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "dataset_version": self.dataset_version,
         }
 
 
@@ -721,6 +721,7 @@ class Client:
         schema: Path | str | None = None,
         *,
         new_budget_period: bool = False,
+        replaces: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1024 * 1024,
         clamp_to_bounds: bool = False,
@@ -732,13 +733,17 @@ class Client:
         Its grants, policy and ledger stay. ``new_budget_period`` starts every
         researcher's budget (and the dataset-wide one) again from zero, which
         is right only when the new version holds other persons than the
-        previous ones: see docs/versions.md before choosing it.
+        previous ones: see docs/versions.md before choosing it. ``replaces``:
+        the version you mean to replace; the upload is refused (ABORTED) if
+        the dataset has moved on, e.g. when retrying an upload that in fact
+        went through. Re-sending the current version's file is refused too.
         """
         header = pb.UploadHeader(
             name=name,
             schema_toml=_text(schema),
             new_version=True,
             new_budget_period=new_budget_period,
+            expected_version=replaces or 0,
             clamp_to_bounds=clamp_to_bounds,
             unknown_categories_to_other=unknown_categories_to_other,
             drop_invalid_rows=drop_invalid_rows,

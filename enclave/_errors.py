@@ -8,6 +8,8 @@ Tree::
     ├── NotFound            no such principal or dataset
     ├── AlreadyExists       a name already taken
     ├── InvalidArgument     a malformed request
+    ├── UploadCorrupt       an upload whose bytes are not what was announced
+    ├── VersionConflict     a new version of a dataset that changed meanwhile
     └── JobFailed           (client side) a job ended FAILED or CANCELLED
 
 `budget` and `jobs` have their own roots; `enclave._status` maps all three to
@@ -48,6 +50,10 @@ class InvalidArgument(EnclaveError):
 
 class UploadCorrupt(EnclaveError):
     """An upload whose bytes are not what the client says it sent (checksum, size)."""
+
+
+class VersionConflict(EnclaveError):
+    """A new version that would replace another version than the one it was sent for."""
 
 
 class JobFailed(EnclaveError):

@@ -166,10 +166,18 @@ def write_report(
             + "</li>"
             for e in versions.get(dataset, [])
         )
+        periods = any(e.kind == "new_period" for e in versions.get(dataset, []))
+        note = (
+            "<p>The chart adds spending up over every budget period; the caps drawn apply "
+            "to each period, from each version that started one.</p>"
+            if periods
+            else ""
+        )
         sections.append(
             f"<h3>Dataset {html.escape(dataset)}</h3>"
             f'<img alt="{html.escape(dataset)} spending" src="data:image/png;base64,{chart}">'
             + (f"<ul>{changes}</ul>" if changes else "")
+            + note
         )
     consumers = sorted(
         by_principal,
@@ -232,7 +240,6 @@ LEDGER_FIELDS = (
     "kind",
     "principal",
     "dataset",
-    "dataset_version",
     "job_id",
     "release_index",
     "epsilon",
@@ -240,6 +247,7 @@ LEDGER_FIELDS = (
     "rho",
     "prev_hash",
     "hash",
+    "dataset_version",  # last: added after the others, scripts read columns by position
 )
 
 

@@ -203,6 +203,23 @@ def start_server(
     return RunningServer(server, port, health_servicer, app, layers)
 
 
+def _raise_open_files(want: int = 65_536) -> None:
+    """Lift the soft limit on open files towards the hard one.
+
+    A large upload's person truncation and quality report write up to
+    `enclave._catalog.MAX_PERSON_PARTITIONS` spill files at once; a few
+    concurrent ones would pass the usual soft limit of 1024. Job workers set
+    their own, far lower, limit.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("open files limit raised from %d to %d", soft, target)
+
+
 def serve_forever(
     data_dir: Path,
     listen: str,
@@ -220,6 +237,7 @@ def serve_forever(
     replica: str | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
+    _raise_open_files()
     app = Enclave(data_dir, database_url, replica)
     running = start_server(
         app,

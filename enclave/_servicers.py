@@ -44,7 +44,14 @@ from ._catalog import (
     read_batches,
     receive_upload,
 )
-from ._errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, UploadCorrupt
+from ._errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    UploadCorrupt,
+    VersionConflict,
+)
 from ._format import amount
 from ._proposal import propose_from
 from ._quality import Cleaning, quality_report_from
@@ -356,7 +363,12 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
         upload: Path = copy_upload(request.data, self._app.data_dir / "uploads", fmt)
         try:
             entry, truncation = self._app.catalog.register(
-                request.name, caller.name, request.schema_toml, upload, fmt
+                request.name,
+                caller.name,
+                request.schema_toml,
+                upload,
+                fmt,
+                record=self._recorder(request.name, caller.name),
             )
         finally:
             upload.unlink(missing_ok=True)
@@ -396,7 +408,14 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                 "them when you confirm the draft (ConfirmDataset)"
             )
         if header.new_version:
-            schema = self._next_schema(self._owned(header.name), given)
+            current = self._owned_for_version(header.name)
+            replaces = header.expected_version or current.version
+            if replaces != current.version:
+                raise VersionConflict(
+                    f"dataset {header.name!r} is at version {current.version}, not "
+                    f"{header.expected_version} as this upload expected: nothing was sent"
+                )
+            schema = self._next_schema(current, given)
         else:
             if self._app.catalog.get(header.name) is not None:
                 raise AlreadyExists(
@@ -432,13 +451,13 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                     "changed during the upload; nothing was registered, upload again"
                 )
             if header.new_version:
-                new_period = header.new_budget_period
-
-                def record(conn: Any, version: int) -> None:
-                    self._app.ledger.record_version(
-                        conn, header.name, version, new_period=new_period, by=caller.name
+                last = self._app.catalog.versions(header.name)[-1]
+                if last.sha256 == digest:
+                    raise AlreadyExists(
+                        f"this file is already version {last.version} of {header.name!r} "
+                        f"(uploaded by {last.uploaded_by} at {last.uploaded_at:%Y-%m-%d %H:%M} "
+                        "UTC): nothing was changed"
                     )
-
                 entry, truncation = self._app.catalog.add_version(
                     header.name,
                     caller.name,
@@ -446,20 +465,54 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
                     fmt,
                     schema,
                     cleaning or None,
-                    new_period=new_period,
-                    record=record,
+                    replaces=replaces,
+                    new_period=header.new_budget_period,
+                    record=self._recorder(
+                        header.name, caller.name, new_period=header.new_budget_period
+                    ),
+                    sha256=digest,
                 )
             elif not given:
                 return self._draft(header.name, caller.name, upload, fmt)
             else:
                 entry, truncation = self._app.catalog.register(
-                    header.name, caller.name, header.schema_toml, upload, fmt, cleaning or None
+                    header.name,
+                    caller.name,
+                    header.schema_toml,
+                    upload,
+                    fmt,
+                    cleaning or None,
+                    sha256=digest,
+                    record=self._recorder(header.name, caller.name),
                 )
         finally:
             upload.unlink(missing_ok=True)
         info = _registered(entry, truncation)
         info.versions.extend(self._versions(entry.name))
         return info
+
+    def _recorder(
+        self, name: str, by: str, *, new_period: bool = False
+    ) -> Callable[[Any, int], None]:
+        """What chains a dataset version in the ledger, in the catalog's transaction."""
+
+        def record(conn: Any, version: int) -> None:
+            self._app.ledger.record_version(conn, name, version, new_period=new_period, by=by)
+
+        return record
+
+    def _owned_for_version(self, name: str) -> DatasetEntry:
+        """The caller's registered dataset that a new version would replace."""
+        caller = current_principal().name
+        entry = self._app.catalog.get(name)
+        if entry is None and self._app.drafts.owner(name) == caller:
+            raise NotFound(
+                f"{name!r} is still a draft, with no version to replace: confirm it first "
+                f"(enclave dataset confirm {name} --schema FILE)"
+            )
+        if entry is None or entry.owner != caller:
+            raise NotFound(f"you own no dataset called {name!r}")
+        return entry
 
     def _next_schema(self, entry: DatasetEntry, schema_toml: str) -> Schema:
         """The schema of a new version: the current one, or a new one that keeps its meaning.
@@ -583,7 +636,13 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):  # type: ignore[misc]
             unknown_categories_to_other=request.unknown_categories_to_other,
         )
         entry, truncation = self._app.catalog.register(
-            request.name, caller.name, request.schema_toml, path, fmt, cleaning
+            request.name,
+            caller.name,
+            request.schema_toml,
+            path,
+            fmt,
+            cleaning,
+            record=self._recorder(request.name, caller.name),
         )
         self._app.drafts.drop(request.name)
         return _registered(entry, truncation)

@@ -22,6 +22,7 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (e.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (e.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (e.UploadCorrupt, grpc.StatusCode.DATA_LOSS),
+    (e.VersionConflict, grpc.StatusCode.ABORTED),
     (budget.InvalidAmount, grpc.StatusCode.INVALID_ARGUMENT),
     (budget.NoGrant, grpc.StatusCode.PERMISSION_DENIED),
     (budget.BudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),

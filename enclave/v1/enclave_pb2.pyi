@@ -315,7 +315,7 @@ class UploadDatasetRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., trailer: _Optional[_Union[UploadTrailer, _Mapping]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "schema_toml", "format", "size", "new_version", "new_budget_period", "clamp_to_bounds", "unknown_categories_to_other", "drop_invalid_rows")
+    __slots__ = ("name", "schema_toml", "format", "size", "new_version", "new_budget_period", "clamp_to_bounds", "unknown_categories_to_other", "drop_invalid_rows", "expected_version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_TOML_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -325,6 +325,7 @@ class UploadHeader(_message.Message):
     CLAMP_TO_BOUNDS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_CATEGORIES_TO_OTHER_FIELD_NUMBER: _ClassVar[int]
     DROP_INVALID_ROWS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     schema_toml: str
     format: str
@@ -334,7 +335,8 @@ class UploadHeader(_message.Message):
     clamp_to_bounds: bool
     unknown_categories_to_other: bool
     drop_invalid_rows: bool
-    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., size: _Optional[int] = ..., new_version: _Optional[bool] = ..., new_budget_period: _Optional[bool] = ..., clamp_to_bounds: _Optional[bool] = ..., unknown_categories_to_other: _Optional[bool] = ..., drop_invalid_rows: _Optional[bool] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, name: _Optional[str] = ..., schema_toml: _Optional[str] = ..., format: _Optional[str] = ..., size: _Optional[int] = ..., new_version: _Optional[bool] = ..., new_budget_period: _Optional[bool] = ..., clamp_to_bounds: _Optional[bool] = ..., unknown_categories_to_other: _Optional[bool] = ..., drop_invalid_rows: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class UploadTrailer(_message.Message):
     __slots__ = ("sha256",)

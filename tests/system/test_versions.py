@@ -242,3 +242,40 @@ def test_the_cli_uploads_a_version_and_says_what_happened_to_budgets(
     assert shown.returncode == 0, shown.stderr
     [line] = [ln for ln in shown.stdout.splitlines() if "stays v2" in ln]
     assert "prov" in line and "new version, new budget period" in line
+
+
+def test_a_retried_version_upload_adds_no_second_version(own_server, tmp_path: Path) -> None:
+    """The same file again, or an upload for a version that is no longer current, is
+    refused: a retry whose first answer was lost cannot open a second budget period."""
+    own = own_server()
+    file = _csv(tmp_path / "v2.csv", 800, seed=16)
+    with Client(own.address, own.provider) as prov:
+        prov.upload_version("stays", file, new_budget_period=True, replaces=1)
+        head = own.app.ledger.head()
+        with pytest.raises(grpc.RpcError) as again:
+            prov.upload_version("stays", file, new_budget_period=True)
+        assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "already version 2" in (again.value.details() or "")
+        other = _csv(tmp_path / "other.csv", 900, seed=17)
+        with pytest.raises(grpc.RpcError) as stale:
+            prov.upload_version("stays", other, new_budget_period=True, replaces=1)
+        assert stale.value.code() == grpc.StatusCode.ABORTED
+        assert "at version 2, not 1" in (stale.value.details() or "")
+        assert prov.describe_dataset("stays").version == 2
+    assert own.app.ledger.head() == head
+
+
+def test_a_name_registered_again_continues_its_versions_in_the_ledger(
+    own_server, tmp_path: Path
+) -> None:
+    own = own_server()
+    _count(own.researcher, own.address, "1", version=1)
+    with Client(own.address, own.provider) as prov:
+        prov.delete_dataset("stays")
+        info = prov.register_dataset(
+            "stays", _csv(tmp_path / "again.csv", 500, seed=18), SCHEMA_TOML
+        )
+    assert info.version == 2
+    kinds = [(e.kind, e.dataset_version) for e in own.app.ledger.entries(dataset="stays")]
+    assert kinds == [("debit", 1), ("version", 2)]  # the grant carried over: it is on record
+    _count(own.researcher, own.address, "1", version=2)

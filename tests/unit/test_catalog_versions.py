@@ -1,7 +1,9 @@
 """The catalog's dataset versions, on SQLite and PostgreSQL (see conftest's ``database_url``).
 
-* concurrent new versions of one dataset are numbered one at a time, each with
-  its ledger entry, in the same order;
+* concurrent new versions of one dataset that replace the same version: one
+  wins, the others are refused (`VersionConflict`) and leave no trace; versions
+  that each replace the one before are numbered one at a time, each with its
+  ledger entry;
 * a database whose catalog predates versions upgrades in place: each dataset
   becomes its version 1, and the next upload its version 2.
 """
@@ -18,6 +20,7 @@ from sqlalchemy import Engine, text
 import budget
 from budget import Ledger
 from enclave._catalog import Catalog
+from enclave._errors import VersionConflict
 from jobs import Schema
 
 SCHEMA = '[columns.n]\ntype = "int"\nbounds = [0, 100]\n'
@@ -42,35 +45,58 @@ def _csv(path: Path, n: int) -> Path:
     return path
 
 
-def test_concurrent_versions_are_numbered_one_at_a_time(engine: Engine, tmp_path: Path) -> None:
+def _upload(
+    ledger: Ledger, catalog: Catalog, file: Path, replaces: int, *, new_period: bool
+) -> None:
+    catalog.add_version(
+        "d",
+        "prov",
+        file,
+        "csv",
+        Schema.from_toml(SCHEMA),
+        None,
+        replaces=replaces,
+        new_period=new_period,
+        record=lambda conn, v: ledger.record_version(
+            conn, "d", v, new_period=new_period, by="prov"
+        ),
+    )
+
+
+def test_concurrent_versions_of_the_same_version_let_one_win(
+    engine: Engine, tmp_path: Path
+) -> None:
     ledger, catalog = _parts(engine, tmp_path / "datasets")
     catalog.register("d", "prov", SCHEMA, _csv(tmp_path / "v1.csv", 10), "csv")
-    schema = Schema.from_toml(SCHEMA)
-    errors: list[BaseException] = []
+    outcomes: list[BaseException | None] = []
 
     def upload(i: int) -> None:
         try:
-            catalog.add_version(
-                "d",
-                "prov",
-                _csv(tmp_path / f"u{i}.csv", 10 + i),
-                "csv",
-                schema,
-                None,
-                new_period=i % 2 == 0,
-                record=lambda conn, v: ledger.record_version(
-                    conn, "d", v, new_period=i % 2 == 0, by="prov"
-                ),
-            )
-        except BaseException as err:  # pragma: no cover - reported below
-            errors.append(err)
+            _upload(ledger, catalog, _csv(tmp_path / f"u{i}.csv", 10 + i), 1, new_period=True)
+        except VersionConflict as err:
+            outcomes.append(err)
+        else:
+            outcomes.append(None)
 
     threads = [threading.Thread(target=upload, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    assert outcomes.count(None) == 1
+    assert all("is at version 2, not 1" in str(e) for e in outcomes if e is not None)
+    assert [v.version for v in catalog.versions("d")] == [1, 2]
+    assert [(e.kind, e.dataset_version) for e in ledger.entries()] == [("new_period", 2)]
+    assert len(list((tmp_path / "datasets" / "d").iterdir())) == 2  # no loser's file left
+    ledger.verify()
+    ledger.close()
+
+
+def test_versions_in_a_row_are_numbered_one_at_a_time(engine: Engine, tmp_path: Path) -> None:
+    ledger, catalog = _parts(engine, tmp_path / "datasets")
+    catalog.register("d", "prov", SCHEMA, _csv(tmp_path / "v1.csv", 10), "csv")
+    for i in range(4):
+        _upload(ledger, catalog, _csv(tmp_path / f"u{i}.csv", 10 + i), i + 1, new_period=i % 2 == 0)
     versions = catalog.versions("d")
     assert [v.version for v in versions] == [1, 2, 3, 4, 5]
     assert [v.superseded_at is None for v in versions] == [False] * 4 + [True]
@@ -99,17 +125,36 @@ def test_a_catalog_from_before_versions_upgrades_in_place(engine: Engine, tmp_pa
     assert budget.schema_revision(engine, "enclave") == "enclave_0002"
     [v1] = catalog.versions("d")
     assert (v1.version, v1.uploaded_by, v1.stored, v1.superseded_at) == (1, "prov", True, None)
-    catalog.add_version(
-        "d",
-        "prov",
-        _csv(tmp_path / "v2.csv", 20),
-        "csv",
-        Schema.from_toml(SCHEMA),
-        None,
-        new_period=False,
-        record=lambda conn, v: ledger.record_version(conn, "d", v, new_period=False, by="prov"),
-    )
+    _upload(ledger, catalog, _csv(tmp_path / "v2.csv", 20), 1, new_period=False)
     entry = catalog.get("d")
     assert entry is not None and entry.version == 2 and entry.path != first.path
     assert first.path.exists()  # kept for the grace period
     ledger.close()
+
+
+def test_a_crashed_servers_leftovers_are_swept_but_fresh_ones_kept(tmp_path: Path) -> None:
+    """Half-written Parquet, person spills (identifiers) and received uploads (data)
+    of a server that died; what a live replica is writing now stays."""
+    import os
+    import time
+
+    from enclave._catalog import sweep_leftovers
+
+    old = [
+        tmp_path / "datasets" / "d" / ".abc.parquet.tmp",
+        tmp_path / "datasets" / "d" / ".abc.parquet.tmp.persons" / "persons-0.arrow",
+        tmp_path / "uploads" / "upload-1.csv",
+        tmp_path / "uploads" / ".quality-x" / "persons-3.arrow",
+    ]
+    fresh = tmp_path / "uploads" / "upload-2.csv"
+    kept = tmp_path / "datasets" / "d" / "current.parquet"
+    for path in [*old, fresh, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    day_ago = time.time() - 24 * 3600
+    for path in [*old, kept, *(p.parent for p in old[1::2])]:
+        os.utime(path, (day_ago, day_ago))
+    assert sweep_leftovers(tmp_path) == 4
+    assert not any(p.exists() for p in old)
+    assert not (tmp_path / "uploads" / ".quality-x").exists()
+    assert fresh.exists() and kept.exists()

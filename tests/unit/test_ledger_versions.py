@@ -242,3 +242,90 @@ def test_property_balances_follow_the_ledger_across_versions(
         finally:
             ledger.close()
             engine.dispose()
+
+
+@pytest.mark.parametrize("refresh", ["none", "monthly"])
+def test_versions_switching_under_concurrent_debits_never_charge_a_stale_release(
+    engine: Engine, refresh: str
+) -> None:
+    """Twelve threads, each with its own `Ledger` (as replicas would), debit while
+    ten versions switch, alternately keeping budgets and starting a period.
+
+    No release computed on a version before the current period is charged; each
+    grant's spending is the ledger's debits since the last new period; the
+    dataset-wide cap holds in each period; the chain verifies.
+    """
+    import random
+    import threading
+    import time
+
+    admin = Ledger(engine)
+    policy = Policy(
+        dataset_cap_epsilon=Decimal(6),
+        lifetime_cap_epsilon=Decimal(1000) if refresh != "none" else None,
+        refresh=refresh,
+    )
+    admin.set_policy(DS, policy, set_by="prov")
+    researchers = [f"r{i}" for i in range(6)]
+    for who in researchers:
+        admin.grant(DS, who, 2, granted_by="prov")
+    current = [1]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def debit(k: int) -> None:
+        ledger = Ledger(engine)
+        i = 0
+        while not stop.is_set():
+            seen = current[0]  # the version the release was priced on
+            time.sleep(random.random() * 0.002)
+            try:
+                ledger.debit(
+                    researchers[k % 6],
+                    DS,
+                    Decimal("0.1"),
+                    job_id=f"j{k}",
+                    release_index=i,
+                    dataset_version=seen,
+                )
+            except (StaleVersion, BudgetExhausted):
+                pass
+            except BaseException as err:  # pragma: no cover - reported below
+                errors.append(err)
+            i += 1
+        ledger.close()
+
+    threads = [threading.Thread(target=debit, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    try:
+        for version in range(2, 12):
+            time.sleep(0.1)
+            _version(admin, engine, version, new_period=version % 2 == 0)
+            current[0] = version
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    admin.verify()
+    entries = admin.entries(dataset=DS)
+    period = None
+    spent_in_period: dict[int | None, Decimal] = {}
+    for e in entries:
+        if e.kind == "new_period":
+            period = e.dataset_version
+        elif e.kind == "debit":
+            assert period is None or (e.dataset_version or 0) >= period, e
+            spent_in_period[period] = spent_in_period.get(period, Decimal(0)) + e.epsilon
+    assert max(spent_in_period.values()) <= 6
+    assert len(spent_in_period) > 1  # debits landed in several periods
+    opened = max(e.seq for e in entries if e.kind == "new_period")
+    for who in researchers:
+        since = sum(
+            (e.epsilon for e in entries if e.principal == who and e.seq > opened), Decimal(0)
+        )
+        assert admin.balance(who, DS).epsilon_spent == since
+    assert admin.dataset_spent(DS)[0] == spent_in_period[period]
+    admin.close()

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("new_period", sa.Boolean, nullable=False),
         sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sha256", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("dataset", "version", name="pk_dataset_versions"),
     )
     datasets = sa.table(
