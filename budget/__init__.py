@@ -27,7 +27,7 @@ from ._errors import (
     PolicyViolation,
     StaleVersion,
 )
-from ._ledger import VERSION_KINDS, Balance, Ledger, LedgerEntry
+from ._ledger import Balance, Ledger, LedgerEntry
 from ._migrate import current as schema_revision
 from ._migrate import upgrade as upgrade_schema
 from ._policy import Policy, PolicyVersion
@@ -37,7 +37,6 @@ __all__ = [
     "MAX_DELTA",
     "MAX_EPSILON",
     "QUANTUM",
-    "VERSION_KINDS",
     "Balance",
     "BudgetError",
     "BudgetExhausted",

@@ -327,10 +327,6 @@ class LedgerEntry:
     dataset_version: int | None = None
 
 
-#: Entry kinds that open a dataset version rather than charge a release.
-VERSION_KINDS = ("version", "new_period")
-
-
 def _canonical(
     seq: int,
     kind: str,
