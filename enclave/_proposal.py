@@ -104,8 +104,9 @@ class _Observed:
         elif dtype.is_integer() or dtype.is_float():
             self.kinds.add("number")
             self.floats = self.floats or dtype.is_float()
-            self._extremes("native_int" if dtype.is_integer() else "native_float", series)
             self._extremes("native_float", series.cast(pl.Float64))
+            if dtype.is_integer():
+                self._extremes("native_int", series)
         else:
             self.kinds.add("other")
             self._distinct(series)

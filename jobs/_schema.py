@@ -550,8 +550,7 @@ class Conformer:
             )
         problems: list[str] = []
         for spec in self.schema.columns:
-            checks = [c for (name, _), c in self._checks.items() if name == spec.name]
-            problems += _ColumnCheck.problems(spec, checks, self._counts, self._examples)
+            problems += _ColumnCheck.problems(spec, self._counts, self._examples)
             seen = self._keys.get(spec.name)
             if spec.max_keys is not None and seen is not None and len(seen) > spec.max_keys:
                 problems.append(
@@ -630,7 +629,6 @@ class _ColumnCheck:
     @staticmethod
     def problems(
         spec: ColumnSpec,
-        checks: list[_ColumnCheck],
         counts: dict[str, int],
         examples: dict[str, list[tuple[int, Any]]],
     ) -> list[str]:
